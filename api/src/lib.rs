@@ -1,0 +1,149 @@
+//! books-api: REST service for books, a Rust replacement of the Go
+//! "Simple Books API". [`app`] builds the router (tests drive it with
+//! `oneshot`); [`run`] is the whole service as the binary runs it.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod model;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
+use axum::routing::get;
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use config::Config;
+pub use db::StartupError;
+
+/// Largest accepted request body; larger ones get 413.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+/// Shared by all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: deadpool_postgres::Pool,
+    pub credentials: Arc<auth::Credentials>,
+}
+
+impl AppState {
+    pub fn new(pool: deadpool_postgres::Pool, basic_auth_user: &str, basic_auth_password: &str) -> Self {
+        AppState { pool, credentials: Arc::new(auth::Credentials::new(basic_auth_user, basic_auth_password)) }
+    }
+}
+
+/// The service's router with all middleware.
+pub fn app(state: AppState) -> Router {
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request<_>| {
+            let request_id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!(
+                "request",
+                method = %req.method(),
+                uri = %req.uri(),
+                request_id = %request_id,
+            )
+        })
+        .on_request(())
+        .on_response(DefaultOnResponse::new().level(Level::INFO));
+
+    Router::new()
+        .route("/api/v1/healthz", get(routes::healthz))
+        .route("/api-docs", get(routes::api_docs))
+        .route("/api/v1/book", get(routes::list_books).post(routes::create_book))
+        .route(
+            "/api/v1/book/{id}",
+            get(routes::get_book).put(routes::update_book).delete(routes::delete_book),
+        )
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        // Outermost first: the id is set (or kept from API Gateway/ALB), then
+        // traced, then copied to the response.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(trace)
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// JSON logs on stdout; level from `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .init();
+}
+
+/// Runs the service: pool, start-up retry + migrations, HTTP server until
+/// SIGTERM/SIGINT, then waits for in-flight requests and closes the pool.
+pub async fn run(config: Config) -> Result<(), StartupError> {
+    let pool = db::build_pool(&config.db)?;
+    db::connect_with_retry(&pool, config.db.connect_timeout).await?;
+
+    let addr = SocketAddr::new(config.bind_addr, config.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(%addr, "listening");
+
+    let state = AppState::new(pool.clone(), &config.basic_auth_user, &config.basic_auth_password);
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    pool.close();
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install SIGTERM handler");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => tracing::info!(signal = "SIGINT", "shutting down, finishing in-flight requests"),
+        _ = term => tracing::info!(signal = "SIGTERM", "shutting down, finishing in-flight requests"),
+    }
+}
+
+/// `books-api --healthcheck`: GET /api/v1/healthz on 127.0.0.1:$PORT, for a
+/// container HEALTHCHECK in an image without curl. True on HTTP 200.
+pub async fn healthcheck(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        s.write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf.starts_with(b"HTTP/1.1 200"))
+    };
+    matches!(tokio::time::timeout(std::time::Duration::from_secs(3), attempt).await, Ok(Ok(true)))
+}

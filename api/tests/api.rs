@@ -1,0 +1,474 @@
+//! Router-level tests: `app(state).oneshot(request)` against a real,
+//! throwaway PostgreSQL (one cluster per test, see `support`).
+
+mod support;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use support::{basic, good_auth, test_app, TestApp};
+use tower::ServiceExt;
+
+struct Resp {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+    raw: String,
+}
+
+async fn send(t: &TestApp, method: &str, uri: &str, auth: Option<&str>, body: Option<(&str, &str)>) -> Resp {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(a) = auth {
+        req = req.header(header::AUTHORIZATION, a);
+    }
+    let req = match body {
+        Some((content_type, b)) => req.header(header::CONTENT_TYPE, content_type).body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let resp = t.router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let raw = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Resp { status, headers, body, raw }
+}
+
+async fn send_json(t: &TestApp, method: &str, uri: &str, body: &str) -> Resp {
+    let auth = good_auth();
+    send(t, method, uri, Some(&auth), Some(("application/json", body))).await
+}
+
+async fn get_auth(t: &TestApp, uri: &str) -> Resp {
+    let auth = good_auth();
+    send(t, "GET", uri, Some(&auth), None).await
+}
+
+fn assert_book_shape(b: &Value) {
+    let obj = b.as_object().expect("book object");
+    let mut keys: Vec<_> = obj.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["CreatedAt", "DeletedAt", "ID", "UpdatedAt", "author", "title", "year"], "{b}");
+    assert!(b["DeletedAt"].is_null());
+    for k in ["CreatedAt", "UpdatedAt"] {
+        let s = b[k].as_str().expect("timestamp string");
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("{k}={s} not RFC 3339: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn crud_walkthrough_of_the_seed() {
+    let t = test_app().await;
+
+    let r = send_json(&t, "POST", "/api/v1/book", r#"{"title":"The Go Programming Language","author":"Alan A. A. Donovan","year":2015}"#).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
+    assert_book_shape(&r.body);
+    let id = r.body["ID"].as_i64().unwrap();
+    assert_eq!(r.body["title"], "The Go Programming Language");
+    assert_eq!(r.body["author"], "Alan A. A. Donovan");
+    assert_eq!(r.body["year"], 2015);
+
+    let r2 = send_json(&t, "POST", "/api/v1/book", r#"{"title":"Rust in Action","author":"Tim McNamara","year":2021}"#).await;
+    assert_eq!(r2.status, StatusCode::CREATED);
+
+    // List is public.
+    let list = send(&t, "GET", "/api/v1/book", None, None).await;
+    assert_eq!(list.status, StatusCode::OK);
+    let items = list.body.as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["ID"], id);
+    items.iter().for_each(assert_book_shape);
+
+    let read = get_auth(&t, &format!("/api/v1/book/{id}")).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.body, r.body);
+
+    let upd = send_json(&t, "PUT", &format!("/api/v1/book/{id}"), r#"{"title":"The Go Programming Language (2nd ed.)","author":"Donovan & Kernighan","year":2016}"#).await;
+    assert_eq!(upd.status, StatusCode::OK, "{}", upd.raw);
+    assert_book_shape(&upd.body);
+    assert_eq!(upd.body["ID"], id);
+    assert_eq!(upd.body["title"], "The Go Programming Language (2nd ed.)");
+    assert_eq!(upd.body["year"], 2016);
+    assert_eq!(upd.body["CreatedAt"], r.body["CreatedAt"]);
+    let ts = |v: &Value| {
+        time::OffsetDateTime::parse(v.as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    assert!(ts(&upd.body["UpdatedAt"]) >= ts(&r.body["UpdatedAt"]));
+    assert_eq!(get_auth(&t, &format!("/api/v1/book/{id}")).await.body, upd.body);
+
+    let auth = good_auth();
+    let del = send(&t, "DELETE", &format!("/api/v1/book/{id}"), Some(&auth), None).await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+
+    let gone = get_auth(&t, &format!("/api/v1/book/{id}")).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(gone.body["error"], "book not found");
+
+    // Deleted books are invisible to every route.
+    let list = send(&t, "GET", "/api/v1/book", None, None).await;
+    let ids: Vec<_> = list.body.as_array().unwrap().iter().map(|b| b["ID"].clone()).collect();
+    assert_eq!(ids, [r2.body["ID"].clone()]);
+    let upd = send_json(&t, "PUT", &format!("/api/v1/book/{id}"), r#"{"title":"x","author":"y","year":1}"#).await;
+    assert_eq!(upd.status, StatusCode::NOT_FOUND);
+    let del = send(&t, "DELETE", &format!("/api/v1/book/{id}"), Some(&auth), None).await;
+    assert_eq!(del.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn protected_routes_return_401_without_or_with_wrong_credentials() {
+    let t = test_app().await;
+    let created = send_json(&t, "POST", "/api/v1/book", r#"{"title":"t","author":"a","year":2000}"#).await;
+    let id = created.body["ID"].as_i64().unwrap();
+    let book = format!("/api/v1/book/{id}");
+    let body = r#"{"title":"t2","author":"a2","year":2001}"#;
+
+    let wrong = [
+        None,
+        Some(basic(support::API_USER, "wrong")),
+        Some(basic("intruder", support::API_PASSWORD)),
+        Some(basic(support::API_USER, "")),
+        Some(format!("Bearer {}", support::API_PASSWORD)),
+        Some("Basic not-base64!".to_string()),
+    ];
+    for (method, uri, with_body) in
+        [("POST", "/api/v1/book", true), ("GET", book.as_str(), false), ("PUT", book.as_str(), true), ("DELETE", book.as_str(), false)]
+    {
+        for auth in &wrong {
+            let r = send(&t, method, uri, auth.as_deref(), with_body.then_some(("application/json", body))).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {uri} with {auth:?}");
+            let www = r.headers.get(header::WWW_AUTHENTICATE).expect("WWW-Authenticate").to_str().unwrap();
+            assert!(www.starts_with("Basic realm="), "{www}");
+            assert_eq!(r.body["error"], "unauthorized");
+        }
+        // Auth is checked before the id: a missing book is 401 too.
+        let missing = if uri == book { "/api/v1/book/999999" } else { uri };
+        let r = send(&t, method, missing, None, with_body.then_some(("application/json", body))).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+
+    // Nothing was changed by the refused requests.
+    let r = get_auth(&t, &book).await;
+    assert_eq!(r.body, created.body);
+    let list = send(&t, "GET", "/api/v1/book", None, None).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.body.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn every_validation_case_is_400_naming_the_field() {
+    let t = test_app().await;
+    let created = send_json(&t, "POST", "/api/v1/book", r#"{"title":"t","author":"a","year":2000}"#).await;
+    let book = format!("/api/v1/book/{}", created.body["ID"]);
+    let long = "x".repeat(1001);
+    let long_title = format!(r#"{{"title":"{long}","author":"a","year":1}}"#);
+
+    let cases: Vec<(&str, &str, &str)> = vec![
+        // (content type, body, field)
+        ("application/json", r#"{"author":"a","year":2000}"#, "title"),
+        ("application/json", r#"{"title":"","author":"a","year":2000}"#, "title"),
+        ("application/json", r#"{"title":"   ","author":"a","year":2000}"#, "title"),
+        ("application/json", r#"{"title":null,"author":"a","year":2000}"#, "title"),
+        ("application/json", r#"{"title":42,"author":"a","year":2000}"#, "title"),
+        ("application/json", &long_title, "title"),
+        ("application/json", r#"{"title":"t","year":2000}"#, "author"),
+        ("application/json", r#"{"title":"t","author":"","year":2000}"#, "author"),
+        ("application/json", r#"{"title":"t","author":["a"],"year":2000}"#, "author"),
+        ("application/json", r#"{"title":"t","author":"a"}"#, "year"),
+        ("application/json", r#"{"title":"t","author":"a","year":"2000"}"#, "year"),
+        ("application/json", r#"{"title":"t","author":"a","year":2000.5}"#, "year"),
+        ("application/json", r#"{"title":"t","author":"a","year":1e3}"#, "year"),
+        ("application/json", r#"{"title":"t","author":"a","year":-1}"#, "year"),
+        ("application/json", r#"{"title":"t","author":"a","year":10000}"#, "year"),
+        ("application/json", r#"{"title":"t","author":"a","year":99999999999999999999}"#, "year"),
+        ("application/json", r#"{"title":"t","author":"a","year":2000,"isbn":"123"}"#, "isbn"),
+        ("application/json", r#"{"title":"t","author":"a","year":2000,"ID":7}"#, "ID"),
+        ("application/json", r#"{"title":"t","author":"a","year":2000"#, "body"),
+        ("application/json", r#"not json"#, "body"),
+        ("application/json", r#"["t","a",2000]"#, "body"),
+        ("application/json", "", "body"),
+        ("text/plain", r#"{"title":"t","author":"a","year":2000}"#, "Content-Type"),
+        ("application/x-www-form-urlencoded", "title=t&author=a&year=2000", "Content-Type"),
+    ];
+    let auth = good_auth();
+    for (method, uri) in [("POST", "/api/v1/book"), ("PUT", book.as_str())] {
+        for (ct, body, field) in &cases {
+            let r = send(&t, method, uri, Some(&auth), Some((ct, body))).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{method} {ct} {body}: {}", r.raw);
+            assert_eq!(r.body["field"], *field, "{method} {ct} {body}: {}", r.raw);
+            assert!(r.body["error"].as_str().unwrap().len() > 3);
+        }
+        // No content type at all.
+        let r = send(&t, method, uri, Some(&auth), None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(r.body["field"], "Content-Type");
+    }
+    // application/json with a charset parameter is fine; bounds are inclusive.
+    for year in [0, 9999] {
+        let body = format!(r#"{{"title":"t","author":"a","year":{year}}}"#);
+        let r = send(&t, "POST", "/api/v1/book", Some(&auth), Some(("application/json; charset=utf-8", &body))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
+    }
+
+    // Query parameters of the list.
+    for (q, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=-5", "limit"),
+        ("limit=ten", "limit"),
+        ("offset=-1", "offset"),
+        ("offset=x", "offset"),
+    ] {
+        let r = send(&t, "GET", &format!("/api/v1/book?{q}"), None, None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
+        assert_eq!(r.body["field"], field, "{q}");
+    }
+    // The stored book is unchanged by all of the above.
+    assert_eq!(get_auth(&t, &book).await.body, created.body);
+}
+
+#[tokio::test]
+async fn body_over_64_kib_is_413() {
+    let t = test_app().await;
+    let big = format!(r#"{{"title":"{}","author":"a","year":2000}}"#, "x".repeat(70 * 1024));
+    let r = send_json(&t, "POST", "/api/v1/book", &big).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.raw);
+    assert!(r.body["error"].is_string());
+    let r = send_json(&t, "PUT", "/api/v1/book/1", &big).await;
+    assert!(r.status == StatusCode::PAYLOAD_TOO_LARGE || r.status == StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn missing_and_non_numeric_ids_are_404_on_every_verb() {
+    let t = test_app().await;
+    let auth = good_auth();
+    let body = r#"{"title":"t","author":"a","year":2000}"#;
+    for id in ["999999", "abc", "1.5", "-1", "0", "99999999999999999999999", "%20"] {
+        let uri = format!("/api/v1/book/{id}");
+        for (method, with_body) in [("GET", false), ("PUT", true), ("DELETE", false)] {
+            let r = send(&t, method, &uri, Some(&auth), with_body.then_some(("application/json", body))).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{method} {uri}: {}", r.raw);
+            assert_eq!(r.body["error"], "book not found", "{method} {uri}");
+        }
+    }
+    let r = send(&t, "GET", "/api/v1/nope", None, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.body["error"].is_string());
+    let r = send(&t, "PATCH", "/api/v1/book/1", Some(&auth), None).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(r.body["error"].is_string());
+}
+
+#[tokio::test]
+async fn list_pages_with_bounded_limit_and_offset() {
+    let t = test_app().await;
+    let sql = t.pg.sql().await;
+    sql.batch_execute(
+        "INSERT INTO books (created_at, updated_at, title, author, year)
+         SELECT now(), now(), 'Book ' || g, 'Author ' || g, 1900 + g FROM generate_series(1, 1005) g;
+         UPDATE books SET deleted_at = now() WHERE id = 2;",
+    )
+    .await
+    .unwrap();
+    let list = |q: &'static str| {
+        let t = &t;
+        async move {
+            let r = send(t, "GET", &format!("/api/v1/book{q}"), None, None).await;
+            assert_eq!(r.status, StatusCode::OK, "{q}");
+            r.body.as_array().unwrap().iter().map(|b| b["ID"].as_i64().unwrap()).collect::<Vec<_>>()
+        }
+    };
+    let default = list("").await;
+    assert_eq!(default.len(), 100);
+    assert_eq!(&default[..3], [1, 3, 4]);
+    assert_eq!(list("?limit=1000").await.len(), 1000);
+    assert_eq!(list("?limit=5&offset=2").await, [4, 5, 6, 7, 8]);
+    assert_eq!(list("?limit=1000&offset=1000").await, [1002, 1003, 1004, 1005]);
+    assert!(list("?offset=5000").await.is_empty());
+    assert_eq!(list("?limit=2&unknown=1").await, [1, 3]);
+}
+
+#[tokio::test]
+async fn soft_delete_leaves_the_row_with_deleted_at_set() {
+    let t = test_app().await;
+    let created = send_json(&t, "POST", "/api/v1/book", r#"{"title":"Ephemeral","author":"A","year":1999}"#).await;
+    let id = created.body["ID"].as_i64().unwrap();
+    let auth = good_auth();
+    let r = send(&t, "DELETE", &format!("/api/v1/book/{id}"), Some(&auth), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+
+    let sql = t.pg.sql().await;
+    let row = sql
+        .query_one("SELECT title, deleted_at IS NOT NULL, deleted_at <= now() FROM books WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "Ephemeral");
+    assert!(row.get::<_, bool>(1), "deleted_at must be set");
+    assert!(row.get::<_, bool>(2));
+    let count: i64 = sql.query_one("SELECT count(*) FROM books", &[]).await.unwrap().get(0);
+    assert_eq!(count, 1, "row must still exist");
+}
+
+#[tokio::test]
+async fn starts_against_a_table_created_by_the_go_version_and_serves_its_rows() {
+    let pg = support::PgCluster::new_running().await;
+    let sql = pg.sql().await;
+    // gorm's AutoMigrate DDL, verbatim, plus rows as the Go service wrote them.
+    sql.batch_execute(
+        r#"CREATE TABLE "books" ("id" bigserial,"created_at" timestamptz,"updated_at" timestamptz,"deleted_at" timestamptz,"title" text,"author" text,"year" bigint,PRIMARY KEY ("id"));
+           CREATE INDEX IF NOT EXISTS "idx_books_deleted_at" ON "books" ("deleted_at");
+           INSERT INTO books (created_at, updated_at, deleted_at, title, author, year) VALUES
+             ('2023-01-02 03:04:05.123456+00', '2023-01-02 03:04:05.123456+00', NULL, 'Go Book', 'Gopher', 2012),
+             ('2023-01-03 00:00:00+02', '2023-01-04 00:00:00+02', '2023-02-01 00:00:00+00', 'Deleted Book', 'Gone', 2001),
+             ('2023-01-05 00:00:00+00', '2023-01-05 00:00:00+00', NULL, NULL, NULL, NULL);"#,
+    )
+    .await
+    .unwrap();
+
+    // Start-up migrations run (twice: a restart) without touching the table.
+    let pool = books_api::db::build_pool(&pg.db_config()).unwrap();
+    books_api::db::connect_with_retry(&pool, std::time::Duration::from_secs(10)).await.unwrap();
+    books_api::db::connect_with_retry(&pool, std::time::Duration::from_secs(10)).await.unwrap();
+    let t = TestApp {
+        state: books_api::AppState::new(pool.clone(), support::API_USER, support::API_PASSWORD),
+        router: books_api::app(books_api::AppState::new(pool, support::API_USER, support::API_PASSWORD)),
+        pg,
+    };
+
+    let list = send(&t, "GET", "/api/v1/book", None, None).await;
+    let items = list.body.as_array().unwrap();
+    assert_eq!(items.len(), 2, "{}", list.raw);
+    assert_eq!(items[0]["ID"], 1);
+    assert_eq!(items[0]["title"], "Go Book");
+    assert_eq!(items[0]["CreatedAt"], "2023-01-02T03:04:05.123456Z");
+    assert_book_shape(&items[0]);
+    // NULL columns read as the Go zero values.
+    assert_eq!(items[1]["title"], "");
+    assert_eq!(items[1]["year"], 0);
+
+    assert_eq!(get_auth(&t, "/api/v1/book/1").await.body, items[0]);
+    assert_eq!(get_auth(&t, "/api/v1/book/2").await.status, StatusCode::NOT_FOUND);
+
+    // New rows continue the Go table's sequence.
+    let created = send_json(&t, "POST", "/api/v1/book", r#"{"title":"New","author":"Rustacean","year":2024}"#).await;
+    assert_eq!(created.body["ID"], 4);
+
+    // The schema is still exactly gorm's.
+    let cols: Vec<(String, String)> = t
+        .pg
+        .sql()
+        .await
+        .query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = 'books' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let cols: Vec<(&str, &str)> = cols.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(
+        cols,
+        [
+            ("id", "bigint"),
+            ("created_at", "timestamp with time zone"),
+            ("updated_at", "timestamp with time zone"),
+            ("deleted_at", "timestamp with time zone"),
+            ("title", "text"),
+            ("author", "text"),
+            ("year", "bigint")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn fresh_database_gets_the_gorm_schema() {
+    let t = test_app().await;
+    let sql = t.pg.sql().await;
+    let idx: i64 = sql
+        .query_one("SELECT count(*) FROM pg_indexes WHERE tablename = 'books' AND indexname = 'idx_books_deleted_at'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(idx, 1);
+    let versions: Vec<i64> = sql
+        .query("SELECT version FROM books_api_migrations ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1]);
+}
+
+#[tokio::test]
+async fn healthz_reports_ok_and_503_without_leaking_when_db_is_down() {
+    let mut t = test_app().await;
+    let r = send(&t, "GET", "/api/v1/healthz", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, json!({"status": "OK"}));
+
+    t.pg.stop();
+    let r = send(&t, "GET", "/api/v1/healthz", None, None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.body, json!({"status": "UNAVAILABLE"}), "no error details: {}", r.raw);
+
+    // Other routes give a generic 500, never the driver's error.
+    let r = get_auth(&t, "/api/v1/book/1").await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(r.body, json!({"error": "internal server error"}));
+}
+
+#[tokio::test]
+async fn internal_errors_are_500_with_a_generic_body() {
+    let t = test_app().await;
+    t.pg.sql().await.batch_execute("ALTER TABLE books RENAME COLUMN title TO name").await.unwrap();
+    let r = send(&t, "GET", "/api/v1/book", None, None).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(r.body, json!({"error": "internal server error"}));
+    assert!(!r.raw.contains("title") && !r.raw.contains("column"), "{}", r.raw);
+}
+
+#[tokio::test]
+async fn api_docs_is_an_openapi_3_document_generated_from_the_code() {
+    let t = test_app().await;
+    let r = send(&t, "GET", "/api-docs", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("application/json"));
+    let doc = &r.body;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{}", doc["openapi"]);
+    let paths = doc["paths"].as_object().unwrap();
+    for p in ["/api/v1/healthz", "/api/v1/book", "/api/v1/book/{id}"] {
+        assert!(paths.contains_key(p), "{p} missing");
+    }
+    assert!(paths["/api/v1/book"]["get"].is_object() && paths["/api/v1/book"]["post"].is_object());
+    for m in ["get", "put", "delete"] {
+        assert!(paths["/api/v1/book/{id}"][m].is_object(), "{m}");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["basic_auth"]["scheme"], "basic");
+    let book = &doc["components"]["schemas"]["Book"]["properties"];
+    for f in ["ID", "CreatedAt", "UpdatedAt", "DeletedAt", "title", "author", "year"] {
+        assert!(book[f].is_object(), "Book.{f} missing");
+    }
+    assert!(paths["/api/v1/book"]["get"]["security"].is_null(), "list is public");
+    assert!(paths["/api/v1/book"]["post"]["security"].is_array());
+}
+
+#[tokio::test]
+async fn responses_carry_a_request_id_and_keep_the_callers() {
+    let t = test_app().await;
+    let r = send(&t, "GET", "/api/v1/healthz", None, None).await;
+    let id = r.headers.get("x-request-id").expect("x-request-id").to_str().unwrap();
+    assert_eq!(id.len(), 36, "uuid: {id}");
+
+    let req = Request::builder()
+        .uri("/api/v1/healthz")
+        .header("x-request-id", "from-the-gateway-123")
+        .body(Body::empty())
+        .unwrap();
+    let resp = t.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "from-the-gateway-123");
+}

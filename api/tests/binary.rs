@@ -1,0 +1,144 @@
+//! Tests that drive the real `books-api` binary over loopback TCP.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{free_port, good_auth, http, PgCluster, Service};
+
+#[tokio::test]
+async fn sigterm_during_a_slow_request_lets_it_finish_then_exits_0() {
+    let pg = PgCluster::new_running().await;
+    let port = free_port();
+    let mut svc = Service::spawn(&pg.service_env(port), pg.dir());
+    svc.wait_healthy(Duration::from_secs(30)).await;
+
+    let auth = good_auth();
+    let (status, body) = http(port, "POST", "/api/v1/book", Some(&auth), Some(r#"{"title":"Slow","author":"Sloth","year":2001}"#))
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+
+    // The container health check mode agrees.
+    let hc = std::process::Command::new(env!("CARGO_BIN_EXE_books-api"))
+        .arg("--healthcheck")
+        .env("PORT", port.to_string())
+        .status()
+        .unwrap();
+    assert!(hc.success());
+
+    // Hold the table so the next read blocks inside the database.
+    let mut locker = pg.sql().await;
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE books IN ACCESS EXCLUSIVE MODE").await.unwrap();
+
+    let auth2 = auth.clone();
+    let in_flight = tokio::spawn(async move { http(port, "GET", "/api/v1/book/1", Some(&auth2), None).await });
+
+    // Wait until the service's query is really waiting on the lock.
+    let watcher = pg.sql().await;
+    let start = Instant::now();
+    loop {
+        let waiting: i64 = watcher
+            .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'books'::regclass", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "request never blocked on the lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    svc.signal(libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(svc.child.try_wait().unwrap().is_none(), "exited with a request in flight\n{}", svc.logs());
+    assert!(!in_flight.is_finished());
+    // New connections are no longer accepted while draining.
+    assert!(http(port, "GET", "/api/v1/healthz", None, None).await.is_err(), "still accepting after SIGTERM");
+
+    tx.commit().await.unwrap();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), in_flight).await.unwrap().unwrap().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let book: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(book["title"], "Slow");
+
+    let exit = svc.wait_exit(Duration::from_secs(10)).await;
+    assert!(exit.success(), "exit {exit}\n{}", svc.logs());
+
+    // JSON logs with request ids, and neither password anywhere.
+    let logs = svc.logs();
+    assert!(logs.contains("shut down cleanly"), "{logs}");
+    let request_line = logs
+        .lines()
+        .find(|l| l.contains("/api/v1/book/1") && l.contains("request_id"))
+        .unwrap_or_else(|| panic!("no request log line\n{logs}"));
+    serde_json::from_str::<serde_json::Value>(request_line).expect("log lines are JSON");
+    assert!(!logs.contains(support::DB_PASSWORD), "DB password logged\n{logs}");
+    assert!(!logs.contains(support::API_PASSWORD), "API password logged\n{logs}");
+    assert!(logs.contains("<redacted>"));
+
+    // And once it is gone the health check mode says so.
+    let hc = std::process::Command::new(env!("CARGO_BIN_EXE_books-api"))
+        .arg("--healthcheck")
+        .env("PORT", port.to_string())
+        .status()
+        .unwrap();
+    assert!(!hc.success());
+}
+
+#[tokio::test]
+async fn startup_with_the_db_down_retries_then_succeeds_when_it_comes_up() {
+    let mut pg = PgCluster::init(); // not started yet
+    let port = free_port();
+    let mut env = pg.service_env(port);
+    env.push(("DB_CONNECT_TIMEOUT_SECS", "60".into()));
+    let mut svc = Service::spawn(&env, pg.dir());
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(svc.child.try_wait().unwrap().is_none(), "gave up too early\n{}", svc.logs());
+    assert!(http(port, "GET", "/api/v1/healthz", None, None).await.is_err(), "serving without a database");
+
+    pg.start();
+    pg.create_database(support::DB_NAME).await;
+    svc.wait_healthy(Duration::from_secs(30)).await;
+    let (status, body) = http(port, "GET", "/api/v1/book", None, None).await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    let logs = svc.logs();
+    assert!(logs.contains("database not ready"), "{logs}");
+    assert!(logs.contains("database ready"), "{logs}");
+}
+
+#[tokio::test]
+async fn startup_gives_up_after_the_connect_timeout() {
+    let pg = PgCluster::init(); // never started
+    let mut env = pg.service_env(free_port());
+    env.push(("DB_CONNECT_TIMEOUT_SECS", "2".into()));
+    let start = Instant::now();
+    let mut svc = Service::spawn(&env, pg.dir());
+    let exit = svc.wait_exit(Duration::from_secs(20)).await;
+    assert!(!exit.success());
+    assert!(start.elapsed() >= Duration::from_millis(1500), "did not retry");
+    let logs = svc.logs();
+    assert!(logs.contains("database not reachable within 2s"), "{logs}");
+    assert!(!logs.contains(support::DB_PASSWORD));
+}
+
+#[tokio::test]
+async fn startup_fails_naming_a_missing_or_bad_variable() {
+    let pg = PgCluster::init();
+    for (var, value) in [("DB_HOST", None), ("BASIC_AUTH_PASSWORD", None), ("DB_SSLMODE", Some("sometimes")), ("PORT", Some("eighty"))] {
+        let mut env: Vec<_> = pg.service_env(free_port()).into_iter().filter(|(k, _)| *k != var).collect();
+        if let Some(v) = value {
+            env.push((var, v.to_string()));
+        }
+        let mut svc = Service::spawn(&env, pg.dir());
+        let exit = svc.wait_exit(Duration::from_secs(10)).await;
+        assert!(!exit.success(), "{var}");
+        let logs = svc.logs();
+        let stderr = std::fs::read_to_string(&svc.stderr).unwrap();
+        assert!(stderr.contains(var), "{var} not named: {logs}");
+        assert!(!logs.contains(support::DB_PASSWORD) && !logs.contains(support::API_PASSWORD), "{logs}");
+    }
+}

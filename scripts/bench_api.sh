@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Benchmark books-api against pgbench on the same throwaway PostgreSQL.
+#
+#   scripts/bench_api.sh            # ~45 s of load after the build
+#
+# Starts a private PostgreSQL cluster (as the `postgres` user when run as
+# root) and the release build of books-api, both on 127.0.0.1 only; inserts
+# 1000 books; runs wrk at 64 connections for 10 s against
+#   GET /api/v1/book/{id}     (basic auth, random id 1..1000)
+#   GET /api/v1/book?limit=20 (public list)
+# then `pgbench -S` (select-only, -c 64 -j 2 -T 10) on the same database as
+# the physical reference. Prints req/s, p50/p99, the service's peak RSS
+# (VmHWM) and the ratio GET-by-id req/s / pgbench TPS. Everything is removed
+# on exit.
+#
+# Environment (all optional): PG_BIN (dir with initdb/pg_ctl), CARGO_TARGET_DIR,
+# BENCH_SECONDS (default 10), BENCH_CONNECTIONS (64), BENCH_RUST_LOG (info),
+# BENCH_STRICT=1 to exit 1 when a target is missed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SECONDS_PER_PHASE="${BENCH_SECONDS:-10}"
+CONNS="${BENCH_CONNECTIONS:-64}"
+THREADS=2
+BOOKS=1000
+DB_USER=bench
+DB_PASSWORD="bench-$$-$RANDOM"
+API_USER=admin
+API_PASSWORD="api-$$-$RANDOM"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'bench_api.sh: %s\n' "$*" >&2; exit 1; }
+
+# --- tools -------------------------------------------------------------------
+find_pg_bin() {
+    if [[ -n "${PG_BIN:-}" ]]; then echo "$PG_BIN"; return; fi
+    local p
+    if p="$(command -v pg_ctl 2>/dev/null)"; then
+        p="$(dirname "$(readlink -f "$p")")"
+        if [[ -x "$p/postgres" && -x "$p/initdb" ]]; then echo "$p"; return; fi
+    fi
+    p="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)"
+    [[ -n "$p" ]] || die "PostgreSQL binaries not found (set PG_BIN or apt-get install postgresql)"
+    echo "$p"
+}
+PG_BIN="$(find_pg_bin)"
+PGBENCH="$PG_BIN/pgbench"; [[ -x "$PGBENCH" ]] || PGBENCH="$(command -v pgbench)" || die "pgbench not found"
+PSQL="$PG_BIN/psql"; [[ -x "$PSQL" ]] || PSQL="$(command -v psql)" || die "psql not found"
+
+if ! command -v wrk >/dev/null 2>&1; then
+    [[ $EUID -eq 0 ]] || die "wrk not installed (sudo apt-get install -y wrk)"
+    log "installing wrk"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+
+as_pg() { if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() {
+    local p
+    for _ in $(seq 1 50); do
+        p=$((20000 + RANDOM % 30000))
+        if port_free "$p"; then echo "$p"; return; fi
+    done
+    die "no free port"
+}
+
+# --- build -------------------------------------------------------------------
+log "building books-api (release)"
+(cd "$ROOT" && cargo build --release -p books-api --quiet)
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/books-api"
+[[ -x "$BIN" ]] || die "binary not found at $BIN"
+
+# --- cleanup -----------------------------------------------------------------
+TMP="$(mktemp -d /tmp/bench-api.XXXXXX)"
+API_PID=""
+PG_STARTED=""
+cleanup() {
+    set +e
+    [[ -n "$API_PID" ]] && kill "$API_PID" 2>/dev/null && wait "$API_PID" 2>/dev/null
+    [[ -n "$PG_STARTED" ]] && as_pg "$PG_BIN/pg_ctl" -D "$TMP/data" -m immediate stop >/dev/null 2>&1
+    rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+# --- postgres ----------------------------------------------------------------
+PG_PORT="$(pick_port)"
+[[ $EUID -eq 0 ]] && chown postgres "$TMP"
+printf '%s' "$DB_PASSWORD" > "$TMP/pwfile"
+[[ $EUID -eq 0 ]] && chown postgres "$TMP/pwfile"
+log "initdb + start PostgreSQL on 127.0.0.1:$PG_PORT ($PG_BIN)"
+as_pg "$PG_BIN/initdb" -D "$TMP/data" -U "$DB_USER" --pwfile "$TMP/pwfile" \
+    --auth-local=trust --auth-host=scram-sha-256 --no-sync --locale=C -E UTF8 >/dev/null
+as_pg "$PG_BIN/pg_ctl" -D "$TMP/data" -l "$TMP/postgres.log" -w -t 60 \
+    -o "-p $PG_PORT -k $TMP -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=128MB" \
+    start >/dev/null
+PG_STARTED=1
+export PGPASSWORD="$DB_PASSWORD"
+psql_q() { "$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U "$DB_USER" "$@"; }
+psql_q -d postgres -c "CREATE DATABASE books" >/dev/null
+
+# --- service -----------------------------------------------------------------
+API_PORT="$(pick_port)"
+log "starting books-api on 127.0.0.1:$API_PORT"
+env -i PATH="$PATH" RUST_LOG="${BENCH_RUST_LOG:-info}" \
+    BASIC_AUTH_USER="$API_USER" BASIC_AUTH_PASSWORD="$API_PASSWORD" \
+    DB_HOST=127.0.0.1 DB_PORT="$PG_PORT" DB_USER="$DB_USER" DB_PASSWORD="$DB_PASSWORD" \
+    DB_NAME=books DB_SSLMODE=disable PORT="$API_PORT" BIND_ADDR=127.0.0.1 \
+    "$BIN" >"$TMP/api.log" 2>&1 &
+API_PID=$!
+for i in $(seq 1 100); do
+    PORT="$API_PORT" "$BIN" --healthcheck && break
+    kill -0 "$API_PID" 2>/dev/null || { cat "$TMP/api.log" >&2; die "books-api exited"; }
+    [[ $i -eq 100 ]] && { cat "$TMP/api.log" >&2; die "books-api not healthy"; }
+    sleep 0.1
+done
+
+log "inserting $BOOKS books"
+psql_q -d books -c "INSERT INTO books (created_at, updated_at, title, author, year)
+    SELECT now(), now(), 'Book ' || g, 'Author ' || (g % 97), 1900 + g % 120
+    FROM generate_series(1, $BOOKS) g; ANALYZE books;" >/dev/null
+
+# --- load --------------------------------------------------------------------
+AUTH="Basic $(printf '%s:%s' "$API_USER" "$API_PASSWORD" | base64 -w0)"
+cat > "$TMP/by_id.lua" <<LUA
+math.randomseed(os.time())
+wrk.headers["Authorization"] = "$AUTH"
+request = function()
+  return wrk.format("GET", "/api/v1/book/" .. math.random(1, $BOOKS))
+end
+LUA
+cat > "$TMP/report.lua" <<'LUA'
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  io.write(string.format("RESULT %.1f %.3f %.3f %d %d %d\n",
+    summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.requests, errors, summary.errors.status))
+end
+LUA
+cat "$TMP/report.lua" >> "$TMP/by_id.lua"
+cp "$TMP/report.lua" "$TMP/list.lua"
+
+run_wrk() { # name script url -> "rps p50 p99 requests errors non2xx"
+    wrk -t"$THREADS" -c"$CONNS" -d2s -s "$2" "$3" >/dev/null   # warm-up
+    wrk -t"$THREADS" -c"$CONNS" -d"${SECONDS_PER_PHASE}s" -s "$2" "$3" > "$TMP/wrk-$1.txt"
+    grep '^RESULT' "$TMP/wrk-$1.txt" | cut -d' ' -f2-
+}
+
+log "wrk: GET /api/v1/book/{id}, $CONNS connections, ${SECONDS_PER_PHASE}s"
+read -r ID_RPS ID_P50 ID_P99 ID_N ID_ERR ID_NON2XX < <(run_wrk by_id "$TMP/by_id.lua" "http://127.0.0.1:$API_PORT/api/v1/book/1")
+log "wrk: GET /api/v1/book?limit=20, $CONNS connections, ${SECONDS_PER_PHASE}s"
+read -r LS_RPS LS_P50 LS_P99 LS_N LS_ERR LS_NON2XX < <(run_wrk list "$TMP/list.lua" "http://127.0.0.1:$API_PORT/api/v1/book?limit=20")
+RSS_KB="$(awk '/^VmHWM:/ {print $2}' "/proc/$API_PID/status")"
+
+log "pgbench -S -c $CONNS -j $THREADS -T $SECONDS_PER_PHASE (same database)"
+"$PGBENCH" -i -q -s 1 -h 127.0.0.1 -p "$PG_PORT" -U "$DB_USER" books >/dev/null 2>&1
+"$PGBENCH" -S -n -c "$CONNS" -j "$THREADS" -T "$SECONDS_PER_PHASE" -h 127.0.0.1 -p "$PG_PORT" -U "$DB_USER" books \
+    > "$TMP/pgbench.txt" 2>&1
+PG_TPS="$(awk '/^tps = / {print $3; exit}' "$TMP/pgbench.txt")"
+[[ -n "$PG_TPS" ]] || { cat "$TMP/pgbench.txt" >&2; die "pgbench failed"; }
+PG_LAT="$(awk '/^latency average/ {print $4; exit}' "$TMP/pgbench.txt")"
+
+# --- report ------------------------------------------------------------------
+RATIO="$(awk -v a="$ID_RPS" -v b="$PG_TPS" 'BEGIN {printf "%.1f", 100 * a / b}')"
+RSS_MB="$(awk -v k="$RSS_KB" 'BEGIN {printf "%.1f", k / 1024}')"
+verdict() { if awk "BEGIN {exit !($1)}"; then echo "PASS"; else echo "MISS"; fi; }
+V_RATIO="$(verdict "$RATIO >= 50")"
+V_P99="$(verdict "$ID_P99 < 10")"
+V_RSS="$(verdict "$RSS_MB < 50")"
+
+cat <<EOF
+
+books-api benchmark ($(nproc) CPUs, $CONNS connections, ${SECONDS_PER_PHASE}s per phase, loopback, RUST_LOG=${BENCH_RUST_LOG:-info})
+| load                          |      req/s |  p50 ms |  p99 ms | requests | errors | non-2xx |
+|-------------------------------|-----------:|--------:|--------:|---------:|-------:|--------:|
+$(printf '| GET /api/v1/book/{id} (auth) | %10s | %7s | %7s | %8s | %6s | %7s |' "$ID_RPS" "$ID_P50" "$ID_P99" "$ID_N" "$ID_ERR" "$ID_NON2XX")
+$(printf '| GET /api/v1/book?limit=20    | %10s | %7s | %7s | %8s | %6s | %7s |' "$LS_RPS" "$LS_P50" "$LS_P99" "$LS_N" "$LS_ERR" "$LS_NON2XX")
+$(printf '| pgbench -S (reference)       | %10s | avg %3s |       - |        - |      - |       - |' "$PG_TPS" "$PG_LAT")
+
+GET-by-id req/s / pgbench TPS = ${RATIO} %   (target >= 50 %: ${V_RATIO})
+GET-by-id p99 = ${ID_P99} ms                 (target < 10 ms:  ${V_P99})
+books-api peak RSS (VmHWM) = ${RSS_MB} MB    (target < 50 MB:  ${V_RSS})
+EOF
+
+if [[ "${BENCH_STRICT:-0}" == 1 && "$V_RATIO$V_P99$V_RSS" != PASSPASSPASS ]]; then
+    exit 1
+fi
