@@ -93,9 +93,20 @@ pub fn init_tracing() {
 
 /// Runs the service: pool, start-up retry + migrations, HTTP server until
 /// SIGTERM/SIGINT, then waits for in-flight requests and closes the pool.
+/// The signal handlers are installed first, so a SIGTERM while start-up is
+/// still waiting for the database ends the process cleanly too (as PID 1 in
+/// a container an unhandled SIGTERM would be ignored).
 pub async fn run(config: Config) -> Result<(), StartupError> {
+    let mut shutdown = shutdown_signal()?;
+
     let pool = db::build_pool(&config.db)?;
-    db::connect_with_retry(&pool, config.db.connect_timeout).await?;
+    tokio::select! {
+        ready = db::connect_with_retry(&pool, config.db.connect_timeout) => ready?,
+        _ = shutdown.changed() => {
+            tracing::info!("shutdown requested during start-up");
+            return Ok(());
+        }
+    }
 
     let addr = SocketAddr::new(config.bind_addr, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -105,32 +116,30 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
 
     let state = AppState::new(pool.clone(), &config.basic_auth_user, &config.basic_auth_password);
     axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        })
         .await?;
     pool.close();
     tracing::info!("shut down cleanly");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot install SIGTERM handler");
-                std::future::pending::<()>().await
-            }
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => tracing::info!(signal = "SIGINT", "shutting down, finishing in-flight requests"),
-        _ = term => tracing::info!(signal = "SIGTERM", "shutting down, finishing in-flight requests"),
-    }
+/// Installs SIGTERM/SIGINT handlers now; the receiver changes on the first signal.
+fn shutdown_signal() -> Result<tokio::sync::watch::Receiver<()>, StartupError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (tx, rx) = tokio::sync::watch::channel(());
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutting down, finishing in-flight requests");
+        let _ = tx.send(());
+    });
+    Ok(rx)
 }
 
 /// `books-api --healthcheck`: GET /api/v1/healthz on 127.0.0.1:$PORT, for a

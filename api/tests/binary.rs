@@ -142,3 +142,20 @@ async fn startup_fails_naming_a_missing_or_bad_variable() {
         assert!(!logs.contains(support::DB_PASSWORD) && !logs.contains(support::API_PASSWORD), "{logs}");
     }
 }
+
+#[tokio::test]
+async fn sigterm_while_waiting_for_the_database_exits_0() {
+    let pg = PgCluster::init(); // never started
+    let mut env = pg.service_env(free_port());
+    env.push(("DB_CONNECT_TIMEOUT_SECS", "60".into()));
+    let mut svc = Service::spawn(&env, pg.dir());
+    let start = Instant::now();
+    while !svc.logs().contains("database not ready") {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", svc.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    svc.signal(libc::SIGTERM);
+    let exit = svc.wait_exit(Duration::from_secs(5)).await;
+    assert!(exit.success(), "exit {exit}\n{}", svc.logs());
+    assert!(svc.logs().contains("shutdown requested during start-up"));
+}
