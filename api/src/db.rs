@@ -17,6 +17,22 @@ use crate::model::{Book, BookInput};
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
+/// `error: cause: cause...` — driver errors keep the useful part (e.g.
+/// "Connection refused") in their sources. For logs only, never for clients.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = cause.source();
+    }
+    s
+}
+
 /// Builds the pool. Nothing connects yet: see [`connect_with_retry`].
 pub fn build_pool(cfg: &DbConfig) -> Result<Pool, StartupError> {
     let mut pg = tokio_postgres::Config::new();
@@ -131,6 +147,7 @@ pub async fn connect_with_retry(pool: &Pool, timeout: Duration) -> Result<(), St
                 return Ok(());
             }
             Err(e) => {
+                let e = error_chain(e.as_ref());
                 let elapsed = start.elapsed();
                 if elapsed + delay > timeout {
                     tracing::error!(attempt, error = %e, "database unreachable, giving up");

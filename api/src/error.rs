@@ -60,7 +60,7 @@ impl IntoResponse for AppError {
                 None,
             ),
             AppError::Internal(e) => {
-                tracing::error!(error = %e, error_debug = ?e, "internal error");
+                tracing::error!(error = %crate::db::error_chain(e.as_ref()), "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal server error".into(), None)
             }
         };

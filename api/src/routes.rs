@@ -72,8 +72,8 @@ pub struct Health {
 )]
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let check = async {
-        let client = state.pool.get().await.map_err(|e| e.to_string())?;
-        db::ping(&client).await.map_err(|e| e.to_string())
+        let client = state.pool.get().await.map_err(|e| db::error_chain(&e))?;
+        db::ping(&client).await.map_err(|e| db::error_chain(&e))
     };
     match tokio::time::timeout(Duration::from_secs(2), check).await {
         Ok(Ok(())) => (StatusCode::OK, Json(Health { status: "OK" })).into_response(),

@@ -472,3 +472,33 @@ async fn responses_carry_a_request_id_and_keep_the_callers() {
     let resp = t.router.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.headers()["x-request-id"], "from-the-gateway-123");
 }
+
+#[tokio::test]
+async fn db_sslmode_disable_require_and_verify_full_are_honoured() {
+    use books_api::config::SslMode;
+    let mut pg = support::PgCluster::init();
+    let (tls_opts, ca) = pg.make_tls_files();
+    pg.start_with(&tls_opts);
+    pg.create_database(support::DB_NAME).await;
+
+    let attempt = |mode: SslMode, host: &str, root: Option<std::path::PathBuf>| {
+        let mut cfg = pg.db_config();
+        cfg.sslmode = mode;
+        cfg.host = host.to_string();
+        cfg.sslrootcert = root;
+        async move {
+            let pool = books_api::db::build_pool(&cfg).unwrap();
+            books_api::db::connect_with_retry(&pool, std::time::Duration::from_secs(1)).await?;
+            let client = pool.get().await?;
+            let row = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await?;
+            Ok::<bool, books_api::StartupError>(row.get(0))
+        }
+    };
+    assert!(!attempt(SslMode::Disable, "127.0.0.1", None).await.unwrap(), "disable must not use TLS");
+    assert!(attempt(SslMode::Require, "127.0.0.1", None).await.unwrap(), "require must use TLS");
+    // verify-full: the test CA is unknown to the default roots...
+    assert!(attempt(SslMode::VerifyFull, "localhost", None).await.is_err(), "untrusted certificate accepted");
+    // ...trusted through DB_SSLROOTCERT, but only for the name in the certificate.
+    assert!(attempt(SslMode::VerifyFull, "localhost", Some(ca.clone())).await.unwrap());
+    assert!(attempt(SslMode::VerifyFull, "127.0.0.1", Some(ca)).await.is_err(), "host name not checked");
+}

@@ -113,6 +113,40 @@ impl PgCluster {
         c
     }
 
+    /// Makes a test CA and a server certificate for `localhost` (openssl CLI),
+    /// owned by the cluster's user; returns postgres options enabling TLS and
+    /// the CA certificate path.
+    pub fn make_tls_files(&self) -> (String, PathBuf) {
+        let d = self.dir.path();
+        let ext = d.join("server.ext");
+        fs::write(
+            &ext,
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let steps: Vec<Vec<&str>> = vec![
+            [&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=books-api test CA"]].concat(),
+            [&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat(),
+            vec!["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext"],
+        ];
+        for args in steps {
+            let out = Command::new("openssl").args(&args).current_dir(d).output().expect("openssl");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let key = d.join("server.key");
+        fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        if is_root() {
+            Command::new("chown").arg("postgres").arg(&key).arg(d.join("server.crt")).status().unwrap();
+        }
+        let opts = format!(
+            "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            d.join("server.crt").display(),
+            key.display()
+        );
+        (opts, d.join("ca.crt"))
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -141,8 +175,13 @@ impl PgCluster {
     }
 
     pub fn start(&mut self) {
+        self.start_with("");
+    }
+
+    /// Starts with extra `postgres` options (e.g. `-c ssl=on`).
+    pub fn start_with(&mut self, extra: &str) {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -F -c max_connections=100 -c shared_buffers=16MB",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -F -c max_connections=100 -c shared_buffers=16MB {extra}",
             self.port,
             self.dir.path().display()
         );
