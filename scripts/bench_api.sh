@@ -15,6 +15,7 @@
 #
 # Environment (all optional): PG_BIN (dir with initdb/pg_ctl), CARGO_TARGET_DIR,
 # BENCH_SECONDS (default 10), BENCH_CONNECTIONS (64), BENCH_RUST_LOG (info),
+# BENCH_DB_POOL_SIZE (service default),
 # BENCH_STRICT=1 to exit 1 when a target is missed.
 set -euo pipefail
 
@@ -106,6 +107,7 @@ env -i PATH="$PATH" RUST_LOG="${BENCH_RUST_LOG:-info}" \
     BASIC_AUTH_USER="$API_USER" BASIC_AUTH_PASSWORD="$API_PASSWORD" \
     DB_HOST=127.0.0.1 DB_PORT="$PG_PORT" DB_USER="$DB_USER" DB_PASSWORD="$DB_PASSWORD" \
     DB_NAME=books DB_SSLMODE=disable PORT="$API_PORT" BIND_ADDR=127.0.0.1 \
+    ${BENCH_DB_POOL_SIZE:+DB_POOL_SIZE="$BENCH_DB_POOL_SIZE"} \
     "$BIN" >"$TMP/api.log" 2>&1 &
 API_PID=$!
 for i in $(seq 1 100); do

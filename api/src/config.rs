@@ -12,7 +12,7 @@ use std::time::Duration;
 /// Default for `DB_CONNECT_TIMEOUT_SECS`: how long start-up keeps retrying the database.
 pub const DEFAULT_DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for `DB_POOL_SIZE`.
-pub const DEFAULT_DB_POOL_SIZE: usize = 16;
+pub const DEFAULT_DB_POOL_SIZE: usize = 10;
 /// Default for `PORT`.
 pub const DEFAULT_PORT: u16 = 8080;
 

@@ -78,17 +78,23 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// JSON logs on stdout; level from `RUST_LOG` (default `info`).
-pub fn init_tracing() {
+///
+/// Lines are written by a background thread (tracing-appender), so a slow
+/// log pipe never stalls the request workers; keep the returned guard alive
+/// until exit so buffered lines are flushed.
+pub fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(true)
         .with_span_list(false)
         .with_env_filter(filter)
-        .with_writer(std::io::stdout)
+        .with_writer(writer)
         .init();
+    guard
 }
 
 /// Runs the service: pool, start-up retry + migrations, HTTP server until

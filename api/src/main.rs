@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         return if runtime.block_on(books_api::healthcheck(port)) { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
 
-    books_api::init_tracing();
+    let _log_guard = books_api::init_tracing();
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
