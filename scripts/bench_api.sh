@@ -149,6 +149,7 @@ run_wrk() { # name script url -> "rps p50 p99 requests errors non2xx"
     grep '^RESULT' "$TMP/wrk-$1.txt" | cut -d' ' -f2-
 }
 
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 log "wrk: GET /api/v1/book/{id}, $CONNS connections, ${SECONDS_PER_PHASE}s"
 read -r ID_RPS ID_P50 ID_P99 ID_N ID_ERR ID_NON2XX < <(run_wrk by_id "$TMP/by_id.lua" "http://127.0.0.1:$API_PORT/api/v1/book/1")
 log "wrk: GET /api/v1/book?limit=20, $CONNS connections, ${SECONDS_PER_PHASE}s"
@@ -161,6 +162,7 @@ log "pgbench -S -c $CONNS -j $THREADS -T $SECONDS_PER_PHASE (same database)"
     > "$TMP/pgbench.txt" 2>&1
 PG_TPS="$(awk '/^tps = / {print $3; exit}' "$TMP/pgbench.txt")"
 [[ -n "$PG_TPS" ]] || { cat "$TMP/pgbench.txt" >&2; die "pgbench failed"; }
+PG_TPS="$(printf '%.1f' "$PG_TPS")"
 PG_LAT="$(awk '/^latency average/ {print $4; exit}' "$TMP/pgbench.txt")"
 
 # --- report ------------------------------------------------------------------
@@ -173,7 +175,7 @@ V_RSS="$(verdict "$RSS_MB < 50")"
 
 cat <<EOF
 
-books-api benchmark ($(nproc) CPUs, $CONNS connections, ${SECONDS_PER_PHASE}s per phase, loopback, RUST_LOG=${BENCH_RUST_LOG:-info})
+books-api benchmark ($(nproc) CPUs, load average before: $LOAD_BEFORE; $CONNS connections, ${SECONDS_PER_PHASE}s per phase, loopback, RUST_LOG=${BENCH_RUST_LOG:-info})
 | load                          |      req/s |  p50 ms |  p99 ms | requests | errors | non-2xx |
 |-------------------------------|-----------:|--------:|--------:|---------:|-------:|--------:|
 $(printf '| GET /api/v1/book/{id} (auth) | %10s | %7s | %7s | %8s | %6s | %7s |' "$ID_RPS" "$ID_P50" "$ID_P99" "$ID_N" "$ID_ERR" "$ID_NON2XX")
