@@ -1,1 +1,40 @@
-fn main() {}
+//! `infra`: provisions the books API stack on AWS with direct API calls.
+
+mod aws;
+mod cli;
+mod commands;
+mod config;
+mod engine;
+mod graph;
+mod progress;
+mod resources;
+mod stack;
+mod state;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit codes: 0 success / in sync, 1 error, 2 `plan`/`status` found changes or drift.
+pub const EXIT_CHANGES: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let filter = match cli.verbose {
+        0 => "warn",
+        1 => "warn,infra=info",
+        _ => "info,infra=debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("INFRA_LOG").unwrap_or_else(|_| filter.into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! One `run` per command; shared set-up (config → lock → AWS → desired stack) lives here.
+
+mod down;
+mod init;
+mod outputs;
+mod plan;
+mod status;
+mod up;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+
+use crate::aws::Aws;
+use crate::cli::{Cli, Command};
+use crate::config::{Config, Settings};
+use crate::engine::Engine;
+use crate::graph::Outcome;
+use crate::progress::Progress;
+use crate::resources::Ctx;
+use crate::stack::Stack;
+use crate::state::{State, StateStore};
+
+pub async fn run(cli: Cli) -> Result<u8> {
+    if let Command::Init = cli.command {
+        return init::run(&cli);
+    }
+    let settings = load_settings(&cli)?;
+    match &cli.command {
+        Command::Outputs => outputs::run(&cli, &settings),
+        Command::Plan => plan::run(&cli, &settings).await,
+        Command::Up => up::run(&cli, &settings).await,
+        Command::Down { yes } => down::run(&cli, &settings, *yes).await,
+        Command::Status => status::run(&cli, &settings).await,
+        Command::Init => unreachable!("handled above"),
+    }
+}
+
+/// Reads and validates the config: every problem surfaces here, before any AWS call.
+fn load_settings(cli: &Cli) -> Result<Settings> {
+    let mut config = Config::load(&cli.config)?;
+    if let Some(stack) = &cli.stack {
+        config.stack = stack.clone();
+    }
+    config.validate().with_context(|| format!("{}", cli.config.display()))
+}
+
+/// Everything a command that talks to AWS needs, with the state locked.
+pub(crate) struct Session {
+    pub engine: Arc<Engine>,
+    pub started: Instant,
+}
+
+impl Session {
+    /// `resolve_azs`: whether the AZ names matter (not for `down`, which deletes by id).
+    async fn open(cli: &Cli, settings: &Settings, resolve_azs: bool) -> Result<Session> {
+        let started = Instant::now();
+        let store = Arc::new(StateStore::open(&cli.state_dir, &settings.config.stack, cli.command.name())?);
+        let aws = Aws::connect(settings.config.region.as_deref()).await?;
+        let ctx = Ctx { aws, stack: settings.config.stack.clone() };
+        let azs = if resolve_azs {
+            availability_zones(&ctx, settings, &store.snapshot()).await?
+        } else {
+            vec!["(unused)".to_string(), "(unused)".to_string()]
+        };
+        let stack = Stack::desired(settings, &azs);
+        let engine = Arc::new(Engine::new(ctx, store, stack, Progress::new(cli.verbose > 0)));
+        Ok(Session { engine, started })
+    }
+
+    /// The closing line: what happened, how long it took, how many AWS calls.
+    fn summary(&self, cli: &Cli, verb: &str) {
+        let t = self.engine.tally();
+        let (mutating, read) = self.engine.ctx.aws.recorder.counts();
+        eprintln!(
+            "{verb}: {} created, {} adopted, {} updated, {} deleted, {} unchanged in {:.2}s; AWS calls: {mutating} mutating, {read} read",
+            t.created,
+            t.adopted,
+            t.updated,
+            t.deleted,
+            t.unchanged,
+            self.started.elapsed().as_secs_f64()
+        );
+        self.call_detail(cli);
+    }
+
+    fn call_detail(&self, cli: &Cli) {
+        if cli.verbose > 0 {
+            for (op, n) in self.engine.ctx.aws.recorder.summary() {
+                eprintln!("  {n:>4}  {op}");
+            }
+        }
+    }
+}
+
+/// The AZ names: from the config, else those the state's subnets live in (so a region
+/// gaining an AZ never moves a subnet), else the region's first two.
+async fn availability_zones(ctx: &Ctx, settings: &Settings, state: &State) -> Result<Vec<String>> {
+    if let Some(azs) = &settings.config.availability_zones {
+        return Ok(azs.clone());
+    }
+    let from_state: Option<Vec<String>> = ["subnet.public.a", "subnet.public.b"]
+        .iter()
+        .map(|id| state.resources.get(*id).and_then(|r| r.attributes.get("availability_zone").cloned()))
+        .collect();
+    if let Some(azs) = from_state {
+        return Ok(azs);
+    }
+    let resp = ctx
+        .ec2()
+        .await
+        .describe_availability_zones()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("state").values("available").build())
+        .send()
+        .await
+        .map_err(|e| crate::aws::aws_error("DescribeAvailabilityZones", ctx.aws.region.clone(), e))?;
+    let mut names: Vec<String> = resp
+        .availability_zones()
+        .iter()
+        .filter(|z| z.zone_type().is_none_or(|t| t == "availability-zone"))
+        .filter_map(|z| z.zone_name().map(str::to_string))
+        .collect();
+    names.sort();
+    if names.len() < settings.config.az_count as usize {
+        anyhow::bail!("region {} has {} available zones; the stack needs {}", ctx.aws.region, names.len(), settings.config.az_count);
+    }
+    names.truncate(settings.config.az_count as usize);
+    Ok(names)
+}
+
+/// First Ctrl-C: stop starting work, let calls in flight finish, save state. Second: exit.
+fn interrupt_channel() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: starting nothing new, finishing calls in flight and saving state (Ctrl-C again to exit now)");
+            let _ = tx.send(true);
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted again: exiting; the state file holds every id recorded so far");
+            std::process::exit(130);
+        }
+    });
+    rx
+}
+
+/// Prints an executor outcome and turns it into an exit code.
+fn report_outcome(outcome: Outcome, verb: &str, state_path: &Path) -> u8 {
+    match outcome {
+        Outcome::Completed => 0,
+        Outcome::Failed { failed, skipped } => {
+            for (id, e) in &failed {
+                eprintln!("error: {id}: {e:#}");
+            }
+            if !skipped.is_empty() {
+                eprintln!("skipped (they depend on a failed resource): {}", skipped.join(", "));
+            }
+            eprintln!("{verb} failed; everything that succeeded is recorded in {}; re-run `infra {verb}` to continue", state_path.display());
+            1
+        }
+        Outcome::Cancelled { failed, not_started } => {
+            for (id, e) in &failed {
+                eprintln!("error: {id}: {e:#}");
+            }
+            eprintln!(
+                "{verb} interrupted; {} resources not started; state saved in {}; re-run `infra {verb}` to continue",
+                not_started.len(),
+                state_path.display()
+            );
+            1
+        }
+    }
+}

@@ -1,0 +1,14 @@
+use anyhow::Result;
+
+use super::{interrupt_channel, report_outcome, Session};
+use crate::cli::Cli;
+use crate::config::Settings;
+
+/// Converges the stack without a prompt.
+pub async fn run(cli: &Cli, settings: &Settings) -> Result<u8> {
+    let session = Session::open(cli, settings, true).await?;
+    let outcome = session.engine.apply(interrupt_channel()).await;
+    let code = report_outcome(outcome, "up", session.engine.store.path());
+    session.summary(cli, "up");
+    Ok(code)
+}

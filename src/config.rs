@@ -1,0 +1,465 @@
+//! `infra.toml`: the user's description of the stack, its defaults and validation.
+//!
+//! Every check here runs before the first AWS call, and every error names the key and the
+//! bad value, so a typo never costs a half-created stack.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// Number of subnets carved from the VPC CIDR: public, ecs and db in each of two AZs.
+pub const SUBNET_COUNT: usize = 6;
+/// AWS refuses subnets smaller than /28; six of them (rounded up to eight) need a /25.
+const MAX_VPC_PREFIX: u8 = 25;
+/// AWS refuses VPCs larger than /16.
+const MIN_VPC_PREFIX: u8 = 16;
+/// Stack names end up in ALB and target-group names, which AWS caps at 32 characters,
+/// together with a suffix of ours.
+const MAX_STACK_NAME_LEN: usize = 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Name of the stack: tags every resource (`infra:stack`) and names the state file.
+    pub stack: String,
+    /// AWS region; when absent the SDK's chain decides (`AWS_REGION`, profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default = "default_vpc_cidr")]
+    pub vpc_cidr: String,
+    #[serde(default = "default_az_count")]
+    pub az_count: u8,
+    /// Explicit AZ names; when absent the first `az_count` available AZs of the region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zones: Option<Vec<String>>,
+    /// 1 (one shared NAT gateway) or `az_count` (one per AZ).
+    #[serde(default = "default_nat_gateways")]
+    pub nat_gateways: u8,
+    #[serde(default = "default_container_port")]
+    pub container_port: u16,
+
+    pub db_password_ssm_param: String,
+    pub http_basic_auth_password_ssm_param: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_code_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default = "default_db_user")]
+    pub db_user: String,
+    #[serde(default = "default_db_name")]
+    pub db_name: String,
+    #[serde(default = "default_http_basic_auth_user")]
+    pub http_basic_auth_user: String,
+    #[serde(default = "default_db_instance_class")]
+    pub db_instance_class: String,
+    #[serde(default = "default_desired_count")]
+    pub desired_count: u32,
+    #[serde(default = "default_cache_ttl_seconds")]
+    pub cache_ttl_seconds: u32,
+    #[serde(default = "default_log_retention_days")]
+    pub log_retention_days: u32,
+    #[serde(default)]
+    pub db_deletion_protection: bool,
+    #[serde(default)]
+    pub db_final_snapshot: bool,
+}
+
+fn default_vpc_cidr() -> String {
+    "10.0.0.0/16".into()
+}
+fn default_az_count() -> u8 {
+    2
+}
+fn default_nat_gateways() -> u8 {
+    1
+}
+fn default_container_port() -> u16 {
+    8080
+}
+fn default_db_user() -> String {
+    "postgres".into()
+}
+fn default_db_name() -> String {
+    "books".into()
+}
+fn default_http_basic_auth_user() -> String {
+    "admin".into()
+}
+fn default_db_instance_class() -> String {
+    "db.t4g.medium".into()
+}
+fn default_desired_count() -> u32 {
+    2
+}
+fn default_cache_ttl_seconds() -> u32 {
+    60
+}
+fn default_log_retention_days() -> u32 {
+    30
+}
+
+/// A configuration problem, always naming the key at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config key `{}`: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.into(), message: message.into() }
+}
+
+/// The validated configuration plus what is derived from it.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    pub vpc_cidr: Ipv4Net,
+    /// Subnet CIDRs in the order public.a, public.b, ecs.a, ecs.b, db.a, db.b.
+    pub subnet_cidrs: Vec<Ipv4Net>,
+}
+
+impl Config {
+    /// The defaults `infra init` writes, for the given stack name.
+    pub fn with_defaults(stack: &str) -> Config {
+        Config {
+            stack: stack.to_string(),
+            region: None,
+            vpc_cidr: default_vpc_cidr(),
+            az_count: default_az_count(),
+            availability_zones: None,
+            nat_gateways: default_nat_gateways(),
+            container_port: default_container_port(),
+            db_password_ssm_param: format!("/{stack}/db-password"),
+            http_basic_auth_password_ssm_param: format!("/{stack}/http-basic-auth-password"),
+            source_code_path: Some("api".into()),
+            image: None,
+            db_user: default_db_user(),
+            db_name: default_db_name(),
+            http_basic_auth_user: default_http_basic_auth_user(),
+            db_instance_class: default_db_instance_class(),
+            desired_count: default_desired_count(),
+            cache_ttl_seconds: default_cache_ttl_seconds(),
+            log_retention_days: default_log_retention_days(),
+            db_deletion_protection: false,
+            db_final_snapshot: false,
+        }
+    }
+
+    /// Parses TOML text; serde's own messages already name unknown and missing keys.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let line_start = e.span().map(|s| text[..s.start].rfind('\n').map_or(0, |i| i + 1));
+            let line_text = line_start.and_then(|start| text[start..].lines().next()).unwrap_or("");
+            let key = e
+                .message()
+                .split('`')
+                .nth(1)
+                .map(str::to_string)
+                .or_else(|| line_text.split('=').next().map(|k| k.trim().to_string()))
+                .filter(|k| !k.is_empty())
+                .unwrap_or_else(|| "(file)".to_string());
+            let line_no = line_start.map(|start| text[..start].lines().count() + 1);
+            let message = match line_no {
+                Some(n) => format!("{} (line {n}: {})", e.message().trim(), line_text.trim()),
+                None => e.message().trim().to_string(),
+            };
+            ConfigError { key, message }
+        })
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read config {}: {e} (run `infra init` to write one)",
+                path.display()
+            )
+        })?;
+        Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Checks every key and derives the subnet plan.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        validate_stack_name(&self.stack)?;
+        if let Some(region) = &self.region {
+            let ok = !region.is_empty()
+                && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                return Err(bad("region", format!("{region:?} is not a region name like \"us-east-1\"")));
+            }
+        }
+        let vpc_cidr: Ipv4Net = self.vpc_cidr.parse().map_err(|_| {
+            bad("vpc_cidr", format!("{:?} is not an IPv4 CIDR block like \"10.0.0.0/16\"", self.vpc_cidr))
+        })?;
+        if vpc_cidr.network() != vpc_cidr.addr() {
+            return Err(bad(
+                "vpc_cidr",
+                format!("{:?} has host bits set; did you mean \"{}\"?", self.vpc_cidr, vpc_cidr.trunc()),
+            ));
+        }
+        if vpc_cidr.prefix_len() < MIN_VPC_PREFIX || vpc_cidr.prefix_len() > MAX_VPC_PREFIX {
+            return Err(bad(
+                "vpc_cidr",
+                format!(
+                    "{:?} cannot hold {SUBNET_COUNT} subnets: AWS allows VPCs from /{MIN_VPC_PREFIX} to /28 and subnets no smaller than /28, so the prefix must be between /{MIN_VPC_PREFIX} and /{MAX_VPC_PREFIX}",
+                    self.vpc_cidr
+                ),
+            ));
+        }
+        if self.az_count != 2 {
+            return Err(bad("az_count", format!("{} is not supported: the stack spans exactly 2 availability zones", self.az_count)));
+        }
+        if let Some(azs) = &self.availability_zones {
+            if azs.len() != self.az_count as usize {
+                return Err(bad(
+                    "availability_zones",
+                    format!("lists {} zones but az_count is {}", azs.len(), self.az_count),
+                ));
+            }
+            if azs[0] == azs[1] {
+                return Err(bad("availability_zones", format!("lists {:?} twice", azs[0])));
+            }
+        }
+        if self.nat_gateways != 1 && self.nat_gateways != self.az_count {
+            return Err(bad(
+                "nat_gateways",
+                format!("{} is not supported: use 1 (shared) or {} (one per AZ)", self.nat_gateways, self.az_count),
+            ));
+        }
+        if self.container_port == 0 {
+            return Err(bad("container_port", "0 is not a TCP port"));
+        }
+        validate_ssm_param("db_password_ssm_param", &self.db_password_ssm_param)?;
+        validate_ssm_param("http_basic_auth_password_ssm_param", &self.http_basic_auth_password_ssm_param)?;
+        if self.db_password_ssm_param == self.http_basic_auth_password_ssm_param {
+            return Err(bad(
+                "http_basic_auth_password_ssm_param",
+                format!("{:?} is also db_password_ssm_param; the two secrets need separate parameters", self.http_basic_auth_password_ssm_param),
+            ));
+        }
+        match (&self.source_code_path, &self.image) {
+            (Some(_), Some(_)) => {
+                return Err(bad("image", "set either `image` or `source_code_path`, not both"));
+            }
+            (None, None) => {
+                return Err(bad("source_code_path", "missing: set `source_code_path` (the books-api source) or `image` (a prebuilt image URI)"));
+            }
+            (_, Some(image)) if image.trim().is_empty() || image.contains(char::is_whitespace) => {
+                return Err(bad("image", format!("{image:?} is not an image URI")));
+            }
+            _ => {}
+        }
+        validate_identifier("db_user", &self.db_user, 63)?;
+        if self.db_user.eq_ignore_ascii_case("admin") || self.db_user.eq_ignore_ascii_case("rdsadmin") {
+            return Err(bad("db_user", format!("{:?} is reserved by Aurora PostgreSQL", self.db_user)));
+        }
+        validate_identifier("db_name", &self.db_name, 63)?;
+        if self.http_basic_auth_user.is_empty() || self.http_basic_auth_user.contains([':', '@', '/']) {
+            return Err(bad(
+                "http_basic_auth_user",
+                format!("{:?} must be non-empty and free of ':', '@' and '/' (it is embedded in the integration URL)", self.http_basic_auth_user),
+            ));
+        }
+        if !self.db_instance_class.starts_with("db.") {
+            return Err(bad("db_instance_class", format!("{:?} is not an RDS instance class like \"db.t4g.medium\"", self.db_instance_class)));
+        }
+        if self.desired_count == 0 || self.desired_count > 100 {
+            return Err(bad("desired_count", format!("{} is outside 1..=100", self.desired_count)));
+        }
+        if self.cache_ttl_seconds > 3600 {
+            return Err(bad("cache_ttl_seconds", format!("{} exceeds API Gateway's maximum of 3600", self.cache_ttl_seconds)));
+        }
+        const RETENTION: [u32; 22] = [
+            1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+        ];
+        if !RETENTION.contains(&self.log_retention_days) {
+            return Err(bad(
+                "log_retention_days",
+                format!("{} is not one CloudWatch Logs accepts ({RETENTION:?})", self.log_retention_days),
+            ));
+        }
+        let subnet_cidrs = carve_subnets(vpc_cidr);
+        Ok(Settings { config: self, vpc_cidr, subnet_cidrs })
+    }
+}
+
+fn validate_stack_name(stack: &str) -> Result<(), ConfigError> {
+    let problem = if stack.is_empty() {
+        Some("is empty".to_string())
+    } else if stack.len() > MAX_STACK_NAME_LEN {
+        Some(format!("is {} characters long; the limit is {MAX_STACK_NAME_LEN} (it prefixes load balancer names, which AWS caps at 32)", stack.len()))
+    } else if !stack.starts_with(|c: char| c.is_ascii_lowercase()) {
+        Some("must start with a lowercase letter".into())
+    } else if !stack.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        Some("may contain only lowercase letters, digits and '-' (AWS rejects others in resource names)".into())
+    } else if stack.ends_with('-') || stack.contains("--") {
+        Some("may not end with '-' or contain \"--\"".into())
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(bad("stack", format!("{stack:?} {p}"))),
+        None => Ok(()),
+    }
+}
+
+fn validate_ssm_param(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(bad(key, "is empty: name the SSM parameter that holds the secret"));
+    }
+    let ok = name.len() <= 1011
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c))
+        && !name.to_ascii_lowercase().trim_start_matches('/').starts_with("aws")
+        && !name.to_ascii_lowercase().trim_start_matches('/').starts_with("ssm");
+    if !ok {
+        return Err(bad(key, format!("{name:?} is not a valid SSM parameter name (letters, digits, _ . - /; not starting with aws or ssm)")));
+    }
+    Ok(())
+}
+
+fn validate_identifier(key: &str, value: &str, max: usize) -> Result<(), ConfigError> {
+    let ok = !value.is_empty()
+        && value.len() <= max
+        && value.starts_with(|c: char| c.is_ascii_alphabetic())
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(bad(key, format!("{value:?} must start with a letter and hold only letters, digits and '_' (at most {max})")));
+    }
+    Ok(())
+}
+
+/// Splits the VPC block into eight equal parts and takes the first six, in the order
+/// public.a, public.b, ecs.a, ecs.b, db.a, db.b. Deterministic, so a re-run or an adoption
+/// always finds the same CIDRs.
+pub fn carve_subnets(vpc: Ipv4Net) -> Vec<Ipv4Net> {
+    let prefix = vpc.prefix_len() + 3;
+    let size = 1u32 << (32 - prefix);
+    let base = u32::from(vpc.network());
+    (0..SUBNET_COUNT as u32)
+        .map(|i| Ipv4Net::new(Ipv4Addr::from(base + i * size), prefix).expect("prefix <= 28"))
+        .collect()
+}
+
+/// The commented file `infra init` writes.
+pub fn render_init_file(config: &Config) -> String {
+    format!(
+        r#"# infra.toml: the books API stack. `infra up` converges AWS to this file.
+# Keys mirror the original CDK context values; unknown keys are rejected.
+
+# Tags every resource (infra:stack) and names the state file state/<stack>.json.
+stack = "{stack}"
+# region = "eu-west-1"          # default: the SDK chain (AWS_REGION, profile)
+
+# Network
+vpc_cidr = "{vpc_cidr}"         # carved into 6 equal subnets: public/ecs/db x 2 AZs
+az_count = {az_count}                     # exactly 2 supported
+# availability_zones = ["eu-west-1a", "eu-west-1b"]   # default: first two of the region
+nat_gateways = {nat}                 # 1 (shared) or 2 (one per AZ)
+container_port = {port}
+
+# Secrets: names of SSM SecureString parameters (values never enter state or logs)
+db_password_ssm_param = "{dbp}"
+http_basic_auth_password_ssm_param = "{hap}"
+
+# Service
+source_code_path = "{src}"          # built with docker; or set `image` to a prebuilt URI instead
+db_user = "{db_user}"
+db_name = "{db_name}"
+http_basic_auth_user = "{hau}"
+db_instance_class = "{class}"
+desired_count = {desired}
+cache_ttl_seconds = {ttl}
+log_retention_days = {ret}
+db_deletion_protection = false
+db_final_snapshot = false
+"#,
+        stack = config.stack,
+        vpc_cidr = config.vpc_cidr,
+        az_count = config.az_count,
+        nat = config.nat_gateways,
+        port = config.container_port,
+        dbp = config.db_password_ssm_param,
+        hap = config.http_basic_auth_password_ssm_param,
+        src = config.source_code_path.as_deref().unwrap_or("api"),
+        db_user = config.db_user,
+        db_name = config.db_name,
+        hau = config.http_basic_auth_user,
+        class = config.db_instance_class,
+        desired = config.desired_count,
+        ttl = config.cache_ttl_seconds,
+        ret = config.log_retention_days,
+    )
+}
+
+/// Where the config lives unless `--config` says otherwise.
+pub fn default_path() -> PathBuf {
+    PathBuf::from("infra.toml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> String {
+        render_init_file(&Config::with_defaults("books"))
+    }
+
+    fn err_for(replace: (&str, &str)) -> ConfigError {
+        let text = minimal().replace(replace.0, replace.1);
+        Config::parse(&text).and_then(Config::validate).unwrap_err()
+    }
+
+    #[test]
+    fn init_file_round_trips_to_defaults() {
+        let parsed = Config::parse(&minimal()).unwrap();
+        assert_eq!(parsed, Config::with_defaults("books"));
+        parsed.validate().unwrap();
+    }
+
+    #[test]
+    fn carve_subnets_splits_into_eighths() {
+        let cidrs = carve_subnets("10.0.0.0/16".parse().unwrap());
+        let got: Vec<String> = cidrs.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            got,
+            ["10.0.0.0/19", "10.0.32.0/19", "10.0.64.0/19", "10.0.96.0/19", "10.0.128.0/19", "10.0.160.0/19"]
+        );
+        let smallest = carve_subnets("10.1.2.0/25".parse().unwrap());
+        assert_eq!(smallest[5].to_string(), "10.1.2.80/28");
+    }
+
+    #[test]
+    fn each_bad_value_names_its_key() {
+        let cases = [
+            (("vpc_cidr = \"10.0.0.0/16\"", "vpc_cidr = \"10.0.0/16\""), "vpc_cidr"),
+            (("vpc_cidr = \"10.0.0.0/16\"", "vpc_cidr = \"10.0.0.0/27\""), "vpc_cidr"),
+            (("vpc_cidr = \"10.0.0.0/16\"", "vpc_cidr = \"10.0.0.1/16\""), "vpc_cidr"),
+            (("az_count = 2", "az_count = 3"), "az_count"),
+            (("nat_gateways = 1", "nat_gateways = 3"), "nat_gateways"),
+            (("stack = \"books\"", "stack = \"\""), "stack"),
+            (("stack = \"books\"", "stack = \"Books_API\""), "stack"),
+            (("stack = \"books\"", "stack = \"a-very-long-stack-name-indeed\""), "stack"),
+            (("db_user = \"postgres\"", "db_user = \"rdsadmin\""), "db_user"),
+            (("log_retention_days = 30", "log_retention_days = 31"), "log_retention_days"),
+            (("db_password_ssm_param = \"/books/db-password\"", "db_password_ssm_param = \"\""), "db_password_ssm_param"),
+            (("container_port = 8080", "container_port = 8080\nfoo = 1"), "foo"),
+            (("db_password_ssm_param = \"/books/db-password\"", ""), "db_password_ssm_param"),
+            (("desired_count = 2", "desired_count = \"two\""), "desired_count"),
+        ];
+        for ((from, to), key) in cases {
+            let err = err_for((from, to));
+            assert_eq!(err.key, key, "replacing {from:?} by {to:?} gave {err}");
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+}

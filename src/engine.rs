@@ -1,0 +1,438 @@
+//! Converge, plan, inspect and destroy: the provisioning contract on top of the executor.
+//!
+//! Intent is recorded before every create and the physical id the moment a create
+//! returns, before any waiting; a resource without a recorded id is looked up by its
+//! tags (or deterministic key) before anything is created. So a run killed at any instant
+//! leaves a state that the next `up` completes and the next `down` removes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::aws::{AwsError, ErrorClass};
+use crate::graph::{self, Outcome};
+use crate::progress::Progress;
+use crate::resources::{Ctx, Diff, DynResource, FieldChange, Kind, Observed, Poll};
+use crate::stack::{destroy_dag, Refs, Stack, UNKNOWN};
+use crate::state::{Phase, ResourceState, StateStore};
+
+/// How long a delete keeps retrying DependencyViolation: AWS releases network interfaces
+/// of deleted load balancers, tasks and NAT gateways minutes after they are gone.
+pub const DEPENDENCY_VIOLATION_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Calls in flight at once across the whole stack.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
+pub struct Engine {
+    pub ctx: Ctx,
+    pub store: Arc<StateStore>,
+    pub stack: Stack,
+    pub progress: Progress,
+    pub concurrency: usize,
+    tally: Mutex<Tally>,
+}
+
+/// What a run did, for the closing summary line.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Tally {
+    pub created: usize,
+    pub adopted: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub unchanged: usize,
+}
+
+/// The per-resource verdict of `plan`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Planned {
+    Create { reason: String },
+    Adopt { physical_id: String },
+    Update { changes: Vec<FieldChange> },
+    Replace { changes: Vec<FieldChange> },
+    Delete { physical_id: String },
+    NoChange,
+}
+
+/// The per-resource verdict of `status`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Health {
+    Ok,
+    Drifted { changes: Vec<FieldChange> },
+    /// In state, gone from AWS (deleted out of band).
+    Missing,
+    /// Desired but never created (or its create never returned).
+    NotCreated,
+    /// In state, no longer desired: `up` deletes it.
+    Orphaned,
+}
+
+impl Engine {
+    pub fn new(ctx: Ctx, store: Arc<StateStore>, stack: Stack, progress: Progress) -> Engine {
+        Engine { ctx, store, stack, progress, concurrency: DEFAULT_CONCURRENCY, tally: Mutex::new(Tally::default()) }
+    }
+
+    pub fn tally(&self) -> Tally {
+        self.tally.lock().unwrap().clone()
+    }
+
+    fn refs(&self) -> BTreeMap<String, String> {
+        self.store
+            .snapshot()
+            .resources
+            .into_iter()
+            .filter_map(|(id, r)| Some((id, r.physical_id?)))
+            .collect()
+    }
+
+    fn spec(&self, id: &str) -> Box<dyn DynResource> {
+        self.stack.nodes[id].spec(&Refs::new(&self.refs()))
+    }
+
+    fn record(&self, id: &str, kind: Kind, observed: &Observed) -> Result<()> {
+        self.store.set(
+            id,
+            ResourceState {
+                kind: kind.as_str().to_string(),
+                phase: Phase::Created,
+                physical_id: Some(observed.physical_id.clone()),
+                client_token: None,
+                attributes: observed.attributes.clone(),
+            },
+        )
+    }
+
+    /// `up`: converge every desired resource, then delete what is no longer desired.
+    pub async fn apply(self: &Arc<Self>, cancel: watch::Receiver<bool>) -> Outcome {
+        let dag = self.stack.apply_dag();
+        let outcome = graph::run(&dag, self.concurrency, cancel.clone(), |id| {
+            let engine = self.clone();
+            async move {
+                let result = engine.converge(&id).await;
+                if let Err(e) = &result {
+                    engine.progress.failed(&id, &format!("{e:#}"));
+                }
+                result
+            }
+        })
+        .await;
+        if !matches!(outcome, Outcome::Completed) {
+            return outcome;
+        }
+        let orphans: Vec<String> =
+            self.store.snapshot().resources.keys().filter(|id| !self.stack.nodes.contains_key(*id)).cloned().collect();
+        if orphans.is_empty() {
+            return outcome;
+        }
+        self.destroy_ids(orphans, cancel).await
+    }
+
+    async fn converge(&self, id: &str) -> Result<()> {
+        let node = &self.stack.nodes[id];
+        let spec = self.spec(id);
+        let recorded = self.store.get(id);
+        let mut observed = None;
+        if let Some(pid) = recorded.as_ref().and_then(|r| r.physical_id.clone()) {
+            observed = spec.find(&self.ctx, &pid).await?;
+            if observed.is_none() {
+                self.progress.step(id, &format!("{pid} is missing (deleted out of band); recreating"));
+            }
+        }
+        let mut adopted = false;
+        if observed.is_none() && recorded.as_ref().is_none_or(|r| r.physical_id.is_none()) {
+            let mut found = spec.adopt(&self.ctx, id).await?;
+            if found.len() > 1 {
+                let ids: Vec<_> = found.iter().map(|o| o.physical_id.clone()).collect();
+                self.progress.note(&format!(
+                    "warning: {id}: several resources carry its tags ({}); adopting the first, `infra down` removes all",
+                    ids.join(", ")
+                ));
+            }
+            if !found.is_empty() {
+                let o = found.swap_remove(0);
+                self.record(id, node.kind, &o)?;
+                self.tally.lock().unwrap().adopted += 1;
+                adopted = true;
+                observed = Some(o);
+            }
+        }
+        let created = observed.is_none();
+        let mut observed = match observed {
+            Some(o) => o,
+            None => self.create(id, node.kind, spec.as_ref(), recorded.and_then(|r| r.client_token)).await?,
+        };
+        let origin = if created {
+            format!("created {}", observed.physical_id)
+        } else if adopted {
+            format!("adopted {}", observed.physical_id)
+        } else {
+            String::new()
+        };
+        match spec.diff(&observed) {
+            Diff::NoChange => {
+                if self.store.get(id).map(|r| r.attributes) != Some(observed.attributes.clone()) {
+                    self.record(id, node.kind, &observed)?;
+                }
+                if origin.is_empty() {
+                    self.tally.lock().unwrap().unchanged += 1;
+                    self.progress.done(id, "unchanged");
+                } else {
+                    self.progress.done(id, &origin);
+                }
+            }
+            Diff::Update(changes) => {
+                // Right after a create this sets what the create call cannot (DNS
+                // attributes, ingress rules): part of the create, not drift.
+                let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+                self.progress.step(id, &format!("updating {}", fields.join(", ")));
+                if let Some(new_id) = spec.update(&self.ctx, id, &observed).await? {
+                    observed.physical_id = new_id;
+                }
+                self.record(id, node.kind, &observed)?;
+                if created {
+                    self.progress.done(id, &format!("created {}", observed.physical_id));
+                } else {
+                    self.tally.lock().unwrap().updated += 1;
+                    let sep = if origin.is_empty() { "" } else { ", " };
+                    self.progress.done(id, &format!("{origin}{sep}updated {}", fields.join(", ")));
+                }
+            }
+            Diff::Replace(changes) => {
+                let what: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+                bail!(
+                    "{id} ({}) must be replaced: {}. infra does not replace network resources in place; revert the change or run `infra down` first",
+                    observed.physical_id,
+                    what.join("; ")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn create(&self, id: &str, kind: Kind, spec: &dyn DynResource, token: Option<String>) -> Result<Observed> {
+        // Intent first: if the process dies during the call, the next run knows to look.
+        let token = token.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        self.store.set(
+            id,
+            ResourceState {
+                kind: kind.as_str().to_string(),
+                phase: Phase::Creating,
+                physical_id: None,
+                client_token: Some(token.clone()),
+                attributes: BTreeMap::new(),
+            },
+        )?;
+        self.progress.step(id, "creating");
+        let pid = spec.create(&self.ctx, id, &token).await?;
+        if pid.is_empty() {
+            bail!("creating {id}: AWS returned no id");
+        }
+        // The id is saved before any waiting.
+        self.store.update(|s| {
+            if let Some(r) = s.resources.get_mut(id) {
+                r.phase = Phase::Created;
+                r.physical_id = Some(pid.clone());
+            }
+        })?;
+        self.tally.lock().unwrap().created += 1;
+        self.progress.step(id, &format!("waiting for {pid}"));
+        spec.await_ready(&self.ctx, &pid).await?;
+        // Reads right after a create are eventually consistent on AWS.
+        let what = format!("{kind} {pid} to be readable after create");
+        let observed = crate::resources::wait_until(&what, "Describe", Duration::from_secs(60), || async {
+            Ok(match spec.find(&self.ctx, &pid).await? {
+                Some(o) => Poll::Ready(o),
+                None => Poll::Pending("not found".into()),
+            })
+        })
+        .await?;
+        Ok(observed)
+    }
+
+    /// `plan`: what `up` would do, per resource, without changing anything.
+    pub async fn plan(&self) -> Result<Vec<(String, Planned)>> {
+        let refs = self.refs();
+        let state = self.store.snapshot();
+        let mut results: Vec<(String, Planned)> = stream::iter(self.stack.nodes.values())
+            .map(|node| {
+                let refs = &refs;
+                let state = &state;
+                async move {
+                    let spec = node.spec(&Refs::new(refs));
+                    let pid = state.physical_id(&node.id).map(str::to_string);
+                    let planned = match pid {
+                        Some(pid) => match spec.find(&self.ctx, &pid).await? {
+                            None => Planned::Create { reason: format!("{pid} was deleted out of band") },
+                            Some(o) => match spec.diff(&o) {
+                                Diff::NoChange => Planned::NoChange,
+                                Diff::Update(changes) => Planned::Update { changes },
+                                Diff::Replace(changes) => Planned::Replace { changes },
+                            },
+                        },
+                        // Dependencies not created yet: nothing of this can exist either.
+                        None if node.deps.iter().any(|d| !refs.contains_key(d)) => Planned::Create { reason: "new".into() },
+                        None => match spec.adopt(&self.ctx, &node.id).await?.into_iter().next() {
+                            Some(o) => Planned::Adopt { physical_id: o.physical_id },
+                            None => Planned::Create { reason: "new".into() },
+                        },
+                    };
+                    Ok::<_, AwsError>((node.id.clone(), planned))
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        for (id, r) in &state.resources {
+            if !self.stack.nodes.contains_key(id) {
+                results.push((id.clone(), Planned::Delete { physical_id: r.physical_id.clone().unwrap_or_else(|| UNKNOWN.into()) }));
+            }
+        }
+        results.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(results)
+    }
+
+    /// `status`: reads every resource in parallel and compares it with the desired spec.
+    pub async fn status(&self) -> Result<Vec<(String, String, Health)>> {
+        let refs = self.refs();
+        let state = self.store.snapshot();
+        let mut results: Vec<(String, String, Health)> = stream::iter(self.stack.nodes.values())
+            .map(|node| {
+                let refs = &refs;
+                let state = &state;
+                async move {
+                    let Some(pid) = state.physical_id(&node.id).map(str::to_string) else {
+                        return Ok((node.id.clone(), String::new(), Health::NotCreated));
+                    };
+                    let spec = node.spec(&Refs::new(refs));
+                    let health = match spec.find(&self.ctx, &pid).await? {
+                        None => Health::Missing,
+                        Some(o) => match spec.diff(&o) {
+                            Diff::NoChange => Health::Ok,
+                            Diff::Update(changes) | Diff::Replace(changes) => Health::Drifted { changes },
+                        },
+                    };
+                    Ok::<_, AwsError>((node.id.clone(), pid, health))
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        for (id, r) in &state.resources {
+            if !self.stack.nodes.contains_key(id) {
+                results.push((id.clone(), r.physical_id.clone().unwrap_or_default(), Health::Orphaned));
+            }
+        }
+        results.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(results)
+    }
+
+    /// `down`: everything in state plus anything still carrying the stack's tags.
+    pub async fn destroy(self: &Arc<Self>, cancel: watch::Receiver<bool>) -> Result<Outcome> {
+        self.sweep().await?;
+        let ids: Vec<String> = self.store.snapshot().resources.keys().cloned().collect();
+        Ok(self.destroy_ids(ids, cancel).await)
+    }
+
+    /// Records every tagged resource of the stack that the state does not know, so the
+    /// destroy removes resources from lost states and crashed runs too.
+    async fn sweep(&self) -> Result<()> {
+        let found: Vec<(Kind, Vec<(String, String)>)> = stream::iter(Kind::ALL)
+            .map(|kind| async move { kind.inventory(&self.ctx).await.map(|found| (kind, found)) })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let state = self.store.snapshot();
+        let known: std::collections::BTreeSet<&str> =
+            state.resources.values().filter_map(|r| r.physical_id.as_deref()).collect();
+        for (kind, found) in found {
+            for (logical, pid) in found.into_iter().filter(|(_, pid)| !known.contains(pid.as_str())) {
+                let key = match state.resources.get(&logical) {
+                    // An intent whose create returned but was never recorded: this is it.
+                    Some(r) if r.physical_id.is_none() && r.kind == kind.as_str() => logical,
+                    None if logical != "(untagged)" => logical,
+                    _ => format!("{logical}#{pid}"),
+                };
+                self.progress.note(&format!("found {kind} {pid} ({key}) by its tags; deleting it too"));
+                self.store.set(
+                    &key,
+                    ResourceState {
+                        kind: kind.as_str().to_string(),
+                        phase: Phase::Created,
+                        physical_id: Some(pid),
+                        client_token: None,
+                        attributes: BTreeMap::new(),
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn destroy_ids(self: &Arc<Self>, ids: Vec<String>, cancel: watch::Receiver<bool>) -> Outcome {
+        let state = self.store.snapshot();
+        let present: BTreeMap<String, Kind> = ids
+            .iter()
+            .filter_map(|id| {
+                let kind = Kind::parse(&state.resources.get(id)?.kind)?;
+                Some((id.clone(), kind))
+            })
+            .collect();
+        let dag = destroy_dag(&self.stack, &present);
+        graph::run(&dag, self.concurrency, cancel, |id| {
+            let engine = self.clone();
+            let kind = present[&id];
+            async move {
+                let result = engine.delete_one(&id, kind).await;
+                if let Err(e) = &result {
+                    engine.progress.failed(&id, &format!("{e:#}"));
+                }
+                result
+            }
+        })
+        .await
+    }
+
+    async fn delete_one(&self, id: &str, kind: Kind) -> Result<()> {
+        let Some(recorded) = self.store.get(id) else { return Ok(()) };
+        let Some(pid) = recorded.physical_id else {
+            // An intent whose create never returned an id; the sweep found nothing
+            // tagged for it, so nothing exists.
+            self.store.remove(id)?;
+            return Ok(());
+        };
+        self.store.update(|s| {
+            if let Some(r) = s.resources.get_mut(id) {
+                r.phase = Phase::Deleting;
+            }
+        })?;
+        self.progress.step(id, &format!("deleting {pid}"));
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match kind.delete(&self.ctx, &pid).await {
+                Ok(()) => break,
+                Err(e) if e.class == ErrorClass::DependencyViolation && start.elapsed() < DEPENDENCY_VIOLATION_TIMEOUT => {
+                    self.progress.step(id, &format!("waiting for dependencies to release {pid}: {}", e.code.as_deref().unwrap_or("")));
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => return Err(anyhow!(e).context(format!("deleting {id} ({pid})"))),
+            }
+        }
+        self.store.remove(id)?;
+        self.tally.lock().unwrap().deleted += 1;
+        self.progress.done(id, &format!("deleted {pid}"));
+        Ok(())
+    }
+}

@@ -1,0 +1,356 @@
+//! The resource contract and the dispatch over kinds.
+//!
+//! Each kind implements [`Resource`] on its typed `Spec` with a typed `Observed`; the engine
+//! drives every kind through the type-erased [`DynResource`], so the diff of a kind is
+//! checked by the compiler while the executor stays generic.
+
+pub mod network;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use crate::aws::{Aws, AwsError};
+
+/// Everything a resource verb needs: the clients and the stack it belongs to.
+#[derive(Clone)]
+pub struct Ctx {
+    pub aws: Aws,
+    pub stack: String,
+}
+
+impl Ctx {
+    /// The EC2 client, after waiting for a token of EC2's rate limit. Call once per request.
+    pub async fn ec2(&self) -> &aws_sdk_ec2::Client {
+        self.aws.limits.acquire("ec2").await;
+        &self.aws.ec2
+    }
+}
+
+/// The tags every resource carries, set at create time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackTags {
+    pub stack: String,
+    pub logical_id: String,
+}
+
+pub const TAG_STACK: &str = "infra:stack";
+pub const TAG_ID: &str = "infra:id";
+
+impl StackTags {
+    pub fn new(stack: &str, logical_id: &str) -> StackTags {
+        StackTags { stack: stack.to_string(), logical_id: logical_id.to_string() }
+    }
+
+    /// `Name` as the console shows it: `<stack>-<logical id with dots as dashes>`.
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.stack, self.logical_id.replace('.', "-"))
+    }
+
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        vec![(TAG_STACK, self.stack.clone()), (TAG_ID, self.logical_id.clone()), ("Name", self.name())]
+    }
+
+    /// The tags among ours that `found` lacks or holds with another value.
+    pub fn diff(&self, found: &BTreeMap<String, String>) -> Vec<FieldChange> {
+        self.pairs()
+            .into_iter()
+            .filter(|(k, v)| found.get(*k) != Some(v))
+            .map(|(k, v)| FieldChange {
+                field: format!("tags.{k}"),
+                wanted: v,
+                found: found.get(k).cloned().unwrap_or_else(|| "(absent)".into()),
+            })
+            .collect()
+    }
+}
+
+/// One field that differs between the desired spec and what AWS holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub wanted: String,
+    pub found: String,
+}
+
+impl FieldChange {
+    pub fn new(field: &str, wanted: impl fmt::Display, found: impl fmt::Display) -> FieldChange {
+        FieldChange { field: field.to_string(), wanted: wanted.to_string(), found: found.to_string() }
+    }
+}
+
+impl fmt::Display for FieldChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: wanted {}, found {}", self.field, self.wanted, self.found)
+    }
+}
+
+/// What converging one resource takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Diff {
+    NoChange,
+    /// Fields `update` can change in place.
+    Update(Vec<FieldChange>),
+    /// A field AWS cannot change in place; the resource must be recreated.
+    Replace(Vec<FieldChange>),
+}
+
+impl Diff {
+    /// Builds the diff from in-place changes and changes that force a replacement.
+    pub fn from_changes(update: Vec<FieldChange>, replace: Vec<FieldChange>) -> Diff {
+        if !replace.is_empty() {
+            Diff::Replace(replace.into_iter().chain(update).collect())
+        } else if !update.is_empty() {
+            Diff::Update(update)
+        } else {
+            Diff::NoChange
+        }
+    }
+
+    pub fn changes(&self) -> &[FieldChange] {
+        match self {
+            Diff::NoChange => &[],
+            Diff::Update(c) | Diff::Replace(c) => c,
+        }
+    }
+}
+
+/// Compares one field, pushing a change when it differs.
+pub fn compare<T: PartialEq + fmt::Display>(changes: &mut Vec<FieldChange>, field: &str, wanted: &T, found: &T) {
+    if wanted != found {
+        changes.push(FieldChange::new(field, wanted, found));
+    }
+}
+
+/// The verbs of one kind. `find` returns `None` only for a resource that is gone; an
+/// access error stays an error.
+pub trait Resource: Send + Sync + 'static {
+    type Observed: Send + Sync + fmt::Debug + 'static;
+
+    fn kind(&self) -> Kind;
+
+    /// Reads the resource by physical id.
+    fn find(&self, ctx: &Ctx, id: &str) -> impl Future<Output = Result<Option<Self::Observed>, AwsError>> + Send;
+
+    /// Looks for an existing resource that is this one (by the stack's tags, or by a
+    /// deterministic key for untaggable kinds), so a crash between create and state
+    /// write, or a lost state file, never makes a duplicate.
+    fn adopt(&self, ctx: &Ctx, logical_id: &str) -> impl Future<Output = Result<Vec<Self::Observed>, AwsError>> + Send;
+
+    fn diff(&self, observed: &Self::Observed) -> Diff;
+
+    /// Creates the resource and returns its physical id at once, before any waiting.
+    fn create(&self, ctx: &Ctx, logical_id: &str, token: &str) -> impl Future<Output = Result<String, AwsError>> + Send;
+
+    /// Waits until a freshly created resource can be used by its dependants.
+    fn await_ready(&self, _ctx: &Ctx, _id: &str) -> impl Future<Output = Result<(), AwsError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Applies in-place changes; returns a new physical id where AWS issues one.
+    fn update(
+        &self,
+        ctx: &Ctx,
+        logical_id: &str,
+        observed: &Self::Observed,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+
+    fn physical_id(observed: &Self::Observed) -> String;
+
+    /// Non-secret attributes worth keeping in state (and showing in `outputs`).
+    fn attributes(_observed: &Self::Observed) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+}
+
+/// A type-erased observation: the kind's `Observed` plus what the engine reads of it.
+pub struct Observed {
+    pub physical_id: String,
+    pub attributes: BTreeMap<String, String>,
+    inner: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl fmt::Debug for Observed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Observed({})", self.physical_id)
+    }
+}
+
+/// The object-safe face of [`Resource`] that the engine uses.
+pub trait DynResource: Send + Sync {
+    fn kind(&self) -> Kind;
+    fn find<'a>(&'a self, ctx: &'a Ctx, id: &'a str) -> BoxFuture<'a, Result<Option<Observed>, AwsError>>;
+    fn adopt<'a>(&'a self, ctx: &'a Ctx, logical_id: &'a str) -> BoxFuture<'a, Result<Vec<Observed>, AwsError>>;
+    fn diff(&self, observed: &Observed) -> Diff;
+    fn create<'a>(&'a self, ctx: &'a Ctx, logical_id: &'a str, token: &'a str) -> BoxFuture<'a, Result<String, AwsError>>;
+    fn await_ready<'a>(&'a self, ctx: &'a Ctx, id: &'a str) -> BoxFuture<'a, Result<(), AwsError>>;
+    fn update<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        logical_id: &'a str,
+        observed: &'a Observed,
+    ) -> BoxFuture<'a, Result<Option<String>, AwsError>>;
+}
+
+fn erase<R: Resource>(o: R::Observed) -> Observed {
+    Observed { physical_id: R::physical_id(&o), attributes: R::attributes(&o), inner: Box::new(o) }
+}
+
+fn unerase<R: Resource>(o: &Observed) -> &R::Observed {
+    o.inner.downcast_ref().expect("observation handed to the resource kind that made it")
+}
+
+impl<R: Resource> DynResource for R {
+    fn kind(&self) -> Kind {
+        Resource::kind(self)
+    }
+    fn find<'a>(&'a self, ctx: &'a Ctx, id: &'a str) -> BoxFuture<'a, Result<Option<Observed>, AwsError>> {
+        async move { Ok(Resource::find(self, ctx, id).await?.map(erase::<R>)) }.boxed()
+    }
+    fn adopt<'a>(&'a self, ctx: &'a Ctx, logical_id: &'a str) -> BoxFuture<'a, Result<Vec<Observed>, AwsError>> {
+        async move { Ok(Resource::adopt(self, ctx, logical_id).await?.into_iter().map(erase::<R>).collect()) }.boxed()
+    }
+    fn diff(&self, observed: &Observed) -> Diff {
+        Resource::diff(self, unerase::<R>(observed))
+    }
+    fn create<'a>(&'a self, ctx: &'a Ctx, logical_id: &'a str, token: &'a str) -> BoxFuture<'a, Result<String, AwsError>> {
+        Resource::create(self, ctx, logical_id, token).boxed()
+    }
+    fn await_ready<'a>(&'a self, ctx: &'a Ctx, id: &'a str) -> BoxFuture<'a, Result<(), AwsError>> {
+        Resource::await_ready(self, ctx, id).boxed()
+    }
+    fn update<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        logical_id: &'a str,
+        observed: &'a Observed,
+    ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
+        Resource::update(self, ctx, logical_id, unerase::<R>(observed)).boxed()
+    }
+}
+
+/// Every kind `infra` manages. Deleting and inventorying need only the kind and the
+/// physical id, so they live here rather than on a spec (which `down` cannot always build).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Vpc,
+    InternetGateway,
+    Subnet,
+    ElasticIp,
+    NatGateway,
+    RouteTable,
+    Route,
+    RouteTableAssociation,
+    SecurityGroup,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::Vpc,
+        Kind::InternetGateway,
+        Kind::Subnet,
+        Kind::ElasticIp,
+        Kind::NatGateway,
+        Kind::RouteTable,
+        Kind::Route,
+        Kind::RouteTableAssociation,
+        Kind::SecurityGroup,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Vpc => "vpc",
+            Kind::InternetGateway => "internet_gateway",
+            Kind::Subnet => "subnet",
+            Kind::ElasticIp => "elastic_ip",
+            Kind::NatGateway => "nat_gateway",
+            Kind::RouteTable => "route_table",
+            Kind::Route => "route",
+            Kind::RouteTableAssociation => "route_table_association",
+            Kind::SecurityGroup => "security_group",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Deletes by physical id and waits until the resource is really gone.
+    /// NotFound is success: the resource is already gone.
+    pub async fn delete(self, ctx: &Ctx, id: &str) -> Result<(), AwsError> {
+        use network::*;
+        let result = match self {
+            Kind::Vpc => vpc::delete_vpc(ctx, id).await,
+            Kind::InternetGateway => internet_gateway::delete_internet_gateway(ctx, id).await,
+            Kind::Subnet => subnet::delete_subnet(ctx, id).await,
+            Kind::ElasticIp => elastic_ip::release_elastic_ip(ctx, id).await,
+            Kind::NatGateway => nat_gateway::delete_nat_gateway(ctx, id).await,
+            Kind::RouteTable => route_table::delete_route_table(ctx, id).await,
+            Kind::Route => route::delete_route(ctx, id).await,
+            Kind::RouteTableAssociation => route_table_association::disassociate_route_table(ctx, id).await,
+            Kind::SecurityGroup => security_group::delete_security_group(ctx, id).await,
+        };
+        match result {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Every live resource of this kind carrying the stack's tag, as (logical id, physical
+    /// id). Untaggable kinds (routes, associations) go with their route table.
+    pub async fn inventory(self, ctx: &Ctx) -> Result<Vec<(String, String)>, AwsError> {
+        use network::*;
+        match self {
+            Kind::Vpc => vpc::inventory(ctx).await,
+            Kind::InternetGateway => internet_gateway::inventory(ctx).await,
+            Kind::Subnet => subnet::inventory(ctx).await,
+            Kind::ElasticIp => elastic_ip::inventory(ctx).await,
+            Kind::NatGateway => nat_gateway::inventory(ctx).await,
+            Kind::RouteTable => route_table::inventory(ctx).await,
+            Kind::SecurityGroup => security_group::inventory(ctx).await,
+            Kind::Route | Kind::RouteTableAssociation => Ok(Vec::new()),
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Polls `check` briskly (250 ms, backing off to 2 s) until it yields a value or
+/// `timeout` passes. The error says what was awaited and the last state seen.
+pub async fn wait_until<T, F, Fut>(what: &str, operation: &'static str, timeout: Duration, mut check: F) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Poll<T>, AwsError>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let last = match check().await? {
+            Poll::Ready(v) => return Ok(v),
+            Poll::Pending(last) => last,
+        };
+        if start.elapsed() >= timeout {
+            return Err(AwsError::timeout(
+                operation,
+                what.to_string(),
+                format!("waiting for {what}: timed out after {} (last state: {last})", humantime::format_duration(timeout)),
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// One poll of a wait: done, or still pending in the named state.
+pub enum Poll<T> {
+    Ready(T),
+    Pending(String),
+}

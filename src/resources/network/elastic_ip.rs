@@ -1,0 +1,111 @@
+//! Elastic IPs for the NAT gateways.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{DomainType, Filter, ResourceType};
+
+use super::{has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
+use crate::aws::{aws_error, AwsError};
+use crate::resources::{Ctx, Diff, Kind, Resource, StackTags};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElasticIpSpec {
+    pub tags: StackTags,
+}
+
+#[derive(Debug, Clone)]
+pub struct ElasticIp {
+    pub allocation_id: String,
+    pub public_ip: String,
+    pub association_id: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+fn observe(a: &aws_sdk_ec2::types::Address) -> ElasticIp {
+    ElasticIp {
+        allocation_id: a.allocation_id().unwrap_or_default().to_string(),
+        public_ip: a.public_ip().unwrap_or_default().to_string(),
+        association_id: a.association_id().map(str::to_string),
+        tags: tag_map(a.tags()),
+    }
+}
+
+pub async fn find_elastic_ip_by_id(ctx: &Ctx, id: &str) -> Result<Option<ElasticIp>, AwsError> {
+    match ctx.ec2().await.describe_addresses().allocation_ids(id).send().await {
+        Ok(resp) => Ok(resp.addresses().first().map(observe)),
+        Err(e) => match aws_error("DescribeAddresses", id, e) {
+            e if e.is_not_found() => Ok(None),
+            e => Err(e),
+        },
+    }
+}
+
+async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<ElasticIp>, AwsError> {
+    let filters: Vec<Filter> = stack_filters(&ctx.stack, logical_id);
+    let resp = ctx
+        .ec2()
+        .await
+        .describe_addresses()
+        .set_filters(Some(filters))
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeAddresses", logical_id.unwrap_or("(stack inventory)"), e))?;
+    Ok(resp.addresses().iter().map(observe).filter(|o| has_stack_tags(&o.tags, &ctx.stack, logical_id)).collect())
+}
+
+pub async fn inventory(ctx: &Ctx) -> Result<Vec<(String, String)>, AwsError> {
+    Ok(find_tagged(ctx, None).await?.into_iter().map(|a| (logical_id_of(&a.tags), a.allocation_id)).collect())
+}
+
+/// Releasing an address still associated with a NAT gateway fails (AuthFailure /
+/// InvalidIPAddress.InUse); the destroy order deletes the NAT gateway first.
+pub async fn release_elastic_ip(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
+    ctx.ec2().await.release_address().allocation_id(id).send().await.map_err(|e| aws_error("ReleaseAddress", id, e))?;
+    Ok(())
+}
+
+impl Resource for ElasticIpSpec {
+    type Observed = ElasticIp;
+
+    fn kind(&self) -> Kind {
+        Kind::ElasticIp
+    }
+
+    async fn find(&self, ctx: &Ctx, id: &str) -> Result<Option<ElasticIp>, AwsError> {
+        find_elastic_ip_by_id(ctx, id).await
+    }
+
+    async fn adopt(&self, ctx: &Ctx, logical_id: &str) -> Result<Vec<ElasticIp>, AwsError> {
+        find_tagged(ctx, Some(logical_id)).await
+    }
+
+    fn diff(&self, o: &ElasticIp) -> Diff {
+        Diff::from_changes(self.tags.diff(&o.tags), Vec::new())
+    }
+
+    async fn create(&self, ctx: &Ctx, logical_id: &str, _token: &str) -> Result<String, AwsError> {
+        let resp = ctx
+            .ec2()
+            .await
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .tag_specifications(tag_spec(ResourceType::ElasticIp, &self.tags))
+            .send()
+            .await
+            .map_err(|e| aws_error("AllocateAddress", logical_id, e))?;
+        Ok(resp.allocation_id().unwrap_or_default().to_string())
+    }
+
+    async fn update(&self, ctx: &Ctx, _logical_id: &str, o: &ElasticIp) -> Result<Option<String>, AwsError> {
+        put_tags(ctx, &o.allocation_id, &self.tags).await?;
+        Ok(None)
+    }
+
+    fn physical_id(o: &ElasticIp) -> String {
+        o.allocation_id.clone()
+    }
+
+    fn attributes(o: &ElasticIp) -> BTreeMap<String, String> {
+        [("public_ip".to_string(), o.public_ip.clone())].into()
+    }
+}

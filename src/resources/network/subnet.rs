@@ -1,0 +1,140 @@
+//! Subnets: CIDR and AZ are fixed at creation; public subnets map public IPs on launch.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::ResourceType;
+
+use super::{ec2_bool, has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
+use crate::aws::{aws_error, AwsError};
+use crate::resources::{compare, Ctx, Diff, Kind, Resource, StackTags};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetSpec {
+    pub tags: StackTags,
+    pub vpc_id: String,
+    pub cidr: String,
+    pub availability_zone: String,
+    pub map_public_ip_on_launch: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Subnet {
+    pub id: String,
+    pub vpc_id: String,
+    pub cidr: String,
+    pub availability_zone: String,
+    pub map_public_ip_on_launch: bool,
+    pub tags: BTreeMap<String, String>,
+}
+
+fn observe(s: &aws_sdk_ec2::types::Subnet) -> Subnet {
+    Subnet {
+        id: s.subnet_id().unwrap_or_default().to_string(),
+        vpc_id: s.vpc_id().unwrap_or_default().to_string(),
+        cidr: s.cidr_block().unwrap_or_default().to_string(),
+        availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+        map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
+        tags: tag_map(s.tags()),
+    }
+}
+
+pub async fn find_subnet_by_id(ctx: &Ctx, id: &str) -> Result<Option<Subnet>, AwsError> {
+    match ctx.ec2().await.describe_subnets().subnet_ids(id).send().await {
+        Ok(resp) => Ok(resp.subnets().first().map(observe)),
+        Err(e) => match aws_error("DescribeSubnets", id, e) {
+            e if e.is_not_found() => Ok(None),
+            e => Err(e),
+        },
+    }
+}
+
+async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<Subnet>, AwsError> {
+    let resp = ctx
+        .ec2()
+        .await
+        .describe_subnets()
+        .set_filters(Some(stack_filters(&ctx.stack, logical_id)))
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeSubnets", logical_id.unwrap_or("(stack inventory)"), e))?;
+    Ok(resp.subnets().iter().map(observe).filter(|o| has_stack_tags(&o.tags, &ctx.stack, logical_id)).collect())
+}
+
+pub async fn inventory(ctx: &Ctx) -> Result<Vec<(String, String)>, AwsError> {
+    Ok(find_tagged(ctx, None).await?.into_iter().map(|s| (logical_id_of(&s.tags), s.id)).collect())
+}
+
+pub async fn delete_subnet(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
+    ctx.ec2().await.delete_subnet().subnet_id(id).send().await.map_err(|e| aws_error("DeleteSubnet", id, e))?;
+    Ok(())
+}
+
+impl Resource for SubnetSpec {
+    type Observed = Subnet;
+
+    fn kind(&self) -> Kind {
+        Kind::Subnet
+    }
+
+    async fn find(&self, ctx: &Ctx, id: &str) -> Result<Option<Subnet>, AwsError> {
+        find_subnet_by_id(ctx, id).await
+    }
+
+    async fn adopt(&self, ctx: &Ctx, logical_id: &str) -> Result<Vec<Subnet>, AwsError> {
+        find_tagged(ctx, Some(logical_id)).await
+    }
+
+    fn diff(&self, o: &Subnet) -> Diff {
+        let mut replace = Vec::new();
+        compare(&mut replace, "vpc_id", &self.vpc_id, &o.vpc_id);
+        compare(&mut replace, "cidr_block", &self.cidr, &o.cidr);
+        compare(&mut replace, "availability_zone", &self.availability_zone, &o.availability_zone);
+        let mut update = self.tags.diff(&o.tags);
+        compare(&mut update, "map_public_ip_on_launch", &self.map_public_ip_on_launch, &o.map_public_ip_on_launch);
+        Diff::from_changes(update, replace)
+    }
+
+    async fn create(&self, ctx: &Ctx, logical_id: &str, _token: &str) -> Result<String, AwsError> {
+        let resp = ctx
+            .ec2()
+            .await
+            .create_subnet()
+            .vpc_id(&self.vpc_id)
+            .cidr_block(&self.cidr)
+            .availability_zone(&self.availability_zone)
+            .tag_specifications(tag_spec(ResourceType::Subnet, &self.tags))
+            .send()
+            .await
+            .map_err(|e| aws_error("CreateSubnet", logical_id, e))?;
+        Ok(resp.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_string())
+    }
+
+    async fn update(&self, ctx: &Ctx, _logical_id: &str, o: &Subnet) -> Result<Option<String>, AwsError> {
+        if o.map_public_ip_on_launch != self.map_public_ip_on_launch {
+            ctx.ec2()
+                .await
+                .modify_subnet_attribute()
+                .subnet_id(&o.id)
+                .map_public_ip_on_launch(ec2_bool(self.map_public_ip_on_launch))
+                .send()
+                .await
+                .map_err(|e| aws_error("ModifySubnetAttribute", &o.id, e))?;
+        }
+        if !self.tags.diff(&o.tags).is_empty() {
+            put_tags(ctx, &o.id, &self.tags).await?;
+        }
+        Ok(None)
+    }
+
+    fn physical_id(o: &Subnet) -> String {
+        o.id.clone()
+    }
+
+    fn attributes(o: &Subnet) -> BTreeMap<String, String> {
+        [
+            ("cidr_block".to_string(), o.cidr.clone()),
+            ("availability_zone".to_string(), o.availability_zone.clone()),
+        ]
+        .into()
+    }
+}

@@ -1,0 +1,131 @@
+//! Command-line behaviour that needs no emulator: config validation before any AWS
+//! request, the state lock, confirmation rules, `init`.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use support::*;
+
+/// A TCP listener standing in for AWS that only counts connections.
+struct CountingEndpoint {
+    url: String,
+    connections: Arc<AtomicUsize>,
+}
+
+impl CountingEndpoint {
+    fn start() -> CountingEndpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        CountingEndpoint { url, connections }
+    }
+}
+
+fn project_at(endpoint: &str) -> Project {
+    let project = Project { dir: tempfile::tempdir().unwrap(), endpoint: endpoint.to_string() };
+    let run = project.infra(&["init", "--stack", STACK]);
+    assert_eq!(run.code, 0, "{run:?}");
+    project
+}
+
+#[test]
+fn every_config_error_names_the_key_and_no_aws_request_is_made() {
+    let aws = CountingEndpoint::start();
+    let project = project_at(&aws.url);
+    let original = std::fs::read_to_string(project.config_path()).unwrap();
+    let cases = [
+        ("vpc_cidr = \"10.0.0.0/16\"", "vpc_cidr = \"10.0.0.0/33\"", "vpc_cidr", "10.0.0.0/33"),
+        ("vpc_cidr = \"10.0.0.0/16\"", "vpc_cidr = \"banana\"", "vpc_cidr", "banana"),
+        ("vpc_cidr = \"10.0.0.0/16\"", "vpc_cidr = \"10.0.0.0/26\"", "vpc_cidr", "cannot hold 6 subnets"),
+        ("az_count = 2", "az_count = 3", "az_count", "3"),
+        ("nat_gateways = 1", "nat_gateways = 0", "nat_gateways", "0"),
+        ("stack = \"books\"", "stack = \"\"", "stack", "is empty"),
+        ("stack = \"books\"", "stack = \"My Stack!\"", "stack", "My Stack!"),
+        ("container_port = 8080", "container_port = 8080\nfavourite_colour = \"blue\"", "favourite_colour", "unknown field"),
+        ("db_password_ssm_param = \"/books/db-password\"\n", "", "db_password_ssm_param", "missing"),
+        ("log_retention_days = 30", "log_retention_days = 42", "log_retention_days", "42"),
+    ];
+    for (from, to, key, detail) in cases {
+        assert!(original.contains(from), "fixture lacks {from:?}");
+        std::fs::write(project.config_path(), original.replace(from, to)).unwrap();
+        for command in [&["plan"][..], &["up"], &["status"], &["down", "--yes"]] {
+            let run = project.infra(command);
+            assert_eq!(run.code, 1, "{command:?} with {to:?}: {run:?}");
+            assert!(run.stderr.contains(&format!("`{key}`")), "{command:?} with {to:?} does not name {key}: {run:?}");
+            assert!(run.stderr.contains(detail), "{command:?} with {to:?} lacks {detail:?}: {run:?}");
+        }
+    }
+    assert_eq!(aws.connections.load(Ordering::SeqCst), 0, "a bad config reached AWS");
+    assert!(!project.state_path().exists(), "a bad config wrote state");
+}
+
+#[test]
+fn lock_held_by_another_process_is_named_and_state_is_untouched() {
+    let aws = CountingEndpoint::start();
+    let project = project_at(&aws.url);
+    let state_dir = project.dir.path().join("state");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let state = r#"{"version":1,"serial":3,"lineage":"l","stack":"books","resources":{}}"#;
+    std::fs::write(project.state_path(), state).unwrap();
+    let mut lock = std::fs::OpenOptions::new().create(true).read(true).write(true).truncate(false).open(state_dir.join("books.lock")).unwrap();
+    lock.lock().unwrap();
+    lock.write_all(br#"{"pid":4242,"host":"ci-box","command":"up","since":"2026-11-25T21:00:00Z"}"#).unwrap();
+
+    for command in [&["up"][..], &["down", "--yes"], &["status"], &["plan"]] {
+        let run = project.infra(command);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(run.stderr.contains("locked by pid 4242 on ci-box running `up` since 2026-11-25T21:00:00Z"), "{run:?}");
+    }
+    let mut text = String::new();
+    std::fs::File::open(project.state_path()).unwrap().read_to_string(&mut text).unwrap();
+    assert_eq!(text, state);
+    assert_eq!(aws.connections.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn down_without_yes_on_a_non_terminal_refuses() {
+    let aws = CountingEndpoint::start();
+    let project = project_at(&aws.url);
+    let run = project.infra(&["down"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("--yes"), "{run:?}");
+    assert_eq!(aws.connections.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn init_refuses_to_overwrite_and_records_the_stack_name() {
+    let aws = CountingEndpoint::start();
+    let project = project_at(&aws.url);
+    let before = std::fs::read_to_string(project.config_path()).unwrap();
+    assert!(before.contains("stack = \"books\""));
+    let again = project.infra(&["init", "--stack", "other"]);
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("already exists"), "{again:?}");
+    assert_eq!(std::fs::read_to_string(project.config_path()).unwrap(), before);
+    let bad = Project { dir: tempfile::tempdir().unwrap(), endpoint: aws.url.clone() }.infra(&["init", "--stack", "Bad_Name"]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("`stack`"), "{bad:?}");
+}
+
+#[test]
+fn corrupt_state_is_reported_and_never_overwritten() {
+    let aws = CountingEndpoint::start();
+    let project = project_at(&aws.url);
+    std::fs::create_dir_all(project.state_path().parent().unwrap()).unwrap();
+    std::fs::write(project.state_path(), "{\"version\": 1, \"serial\": ").unwrap();
+    let run = project.infra(&["up"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("does not parse"), "{run:?}");
+    assert_eq!(std::fs::read_to_string(project.state_path()).unwrap(), "{\"version\": 1, \"serial\": ");
+}
