@@ -115,10 +115,6 @@ impl Recorder {
         }
     }
 
-    pub fn calls(&self) -> Vec<Call> {
-        self.calls.lock().unwrap().clone()
-    }
-
     /// (mutating, read) call counts.
     pub fn counts(&self) -> (usize, usize) {
         let calls = self.calls.lock().unwrap();
@@ -217,11 +213,12 @@ impl Bucket {
 }
 
 impl RateLimits {
-    /// EC2's documented buckets allow bursts of 100+ and refill 5–20 per second; API
-    /// Gateway's control plane allows about 5 per second with bursts of 10.
+    /// Mirrors AWS's documented buckets: EC2's non-mutating bucket holds 100 tokens and
+    /// refills 20 per second (its mutating one is larger and slower, 200 at 5/s); API
+    /// Gateway's control plane allows about 5 calls per second with bursts of 10.
     pub fn aws_defaults() -> RateLimits {
         let mut buckets = HashMap::new();
-        buckets.insert("ec2", AsyncMutex::new(Bucket::new(50.0, 10.0)));
+        buckets.insert("ec2", AsyncMutex::new(Bucket::new(100.0, 20.0)));
         buckets.insert("apigateway", AsyncMutex::new(Bucket::new(10.0, 5.0)));
         RateLimits { buckets }
     }

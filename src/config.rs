@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -399,11 +399,6 @@ db_final_snapshot = false
         ttl = config.cache_ttl_seconds,
         ret = config.log_retention_days,
     )
-}
-
-/// Where the config lives unless `--config` says otherwise.
-pub fn default_path() -> PathBuf {
-    PathBuf::from("infra.toml")
 }
 
 #[cfg(test)]

@@ -31,27 +31,12 @@ impl Dag {
         }
     }
 
-    pub fn contains(&self, id: &str) -> bool {
-        self.deps.contains_key(id)
-    }
-
-    pub fn len(&self) -> usize {
-        self.deps.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.deps.is_empty()
-    }
-
-    pub fn nodes(&self) -> impl Iterator<Item = &String> {
-        self.deps.keys()
-    }
-
     fn deps_of(&self, id: &str) -> impl Iterator<Item = &String> {
         self.deps[id].iter().filter(|d| self.deps.contains_key(*d))
     }
 
     /// A dependency-respecting order; errors naming a node on a cycle.
+    #[cfg(test)]
     pub fn topological_order(&self) -> Result<Vec<String>, String> {
         let mut done = BTreeSet::new();
         let mut order = Vec::new();

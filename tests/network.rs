@@ -31,7 +31,7 @@ async fn up_twice_second_run_makes_no_mutating_call_and_status_is_clean() {
     let report: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(report["in_sync"], true);
     let resources = report["resources"].as_array().unwrap();
-    assert_eq!(resources.len(), 27);
+    assert_eq!(resources.len(), 26);
     assert!(resources.iter().all(|r| r["status"] == "ok"), "{status:?}");
     assert!(mutating(&project.calls()).is_empty(), "status must only read");
 
@@ -95,7 +95,7 @@ async fn out_of_band_changes_are_reported_as_drift_and_repaired_by_up() {
     assert_eq!(by_id["subnet.db.a"]["changes"][0]["found"], "(absent)");
     assert_eq!(by_id["vpc"]["changes"][0]["field"], "enable_dns_hostnames");
     let healthy = by_id.values().filter(|r| r["status"] == "ok").count();
-    assert_eq!(healthy, 27 - 4);
+    assert_eq!(healthy, 26 - 4);
 
     // The human-readable form names field, wanted and found too.
     let text = project.infra(&["status"]);

@@ -111,12 +111,6 @@ impl Diff {
         }
     }
 
-    pub fn changes(&self) -> &[FieldChange] {
-        match self {
-            Diff::NoChange => &[],
-            Diff::Update(c) | Diff::Replace(c) => c,
-        }
-    }
 }
 
 /// Compares one field, pushing a change when it differs.
@@ -130,8 +124,6 @@ pub fn compare<T: PartialEq + fmt::Display>(changes: &mut Vec<FieldChange>, fiel
 /// access error stays an error.
 pub trait Resource: Send + Sync + 'static {
     type Observed: Send + Sync + fmt::Debug + 'static;
-
-    fn kind(&self) -> Kind;
 
     /// Reads the resource by physical id.
     fn find(&self, ctx: &Ctx, id: &str) -> impl Future<Output = Result<Option<Self::Observed>, AwsError>> + Send;
@@ -182,7 +174,6 @@ impl fmt::Debug for Observed {
 
 /// The object-safe face of [`Resource`] that the engine uses.
 pub trait DynResource: Send + Sync {
-    fn kind(&self) -> Kind;
     fn find<'a>(&'a self, ctx: &'a Ctx, id: &'a str) -> BoxFuture<'a, Result<Option<Observed>, AwsError>>;
     fn adopt<'a>(&'a self, ctx: &'a Ctx, logical_id: &'a str) -> BoxFuture<'a, Result<Vec<Observed>, AwsError>>;
     fn diff(&self, observed: &Observed) -> Diff;
@@ -205,9 +196,6 @@ fn unerase<R: Resource>(o: &Observed) -> &R::Observed {
 }
 
 impl<R: Resource> DynResource for R {
-    fn kind(&self) -> Kind {
-        Resource::kind(self)
-    }
     fn find<'a>(&'a self, ctx: &'a Ctx, id: &'a str) -> BoxFuture<'a, Result<Option<Observed>, AwsError>> {
         async move { Ok(Resource::find(self, ctx, id).await?.map(erase::<R>)) }.boxed()
     }

@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::{DomainType, Filter, ResourceType};
 
 use super::{has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
-use crate::resources::{Ctx, Diff, Kind, Resource, StackTags};
+use crate::resources::{Ctx, Diff, Resource, StackTags};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElasticIpSpec {
@@ -17,7 +17,6 @@ pub struct ElasticIpSpec {
 pub struct ElasticIp {
     pub allocation_id: String,
     pub public_ip: String,
-    pub association_id: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -25,7 +24,6 @@ fn observe(a: &aws_sdk_ec2::types::Address) -> ElasticIp {
     ElasticIp {
         allocation_id: a.allocation_id().unwrap_or_default().to_string(),
         public_ip: a.public_ip().unwrap_or_default().to_string(),
-        association_id: a.association_id().map(str::to_string),
         tags: tag_map(a.tags()),
     }
 }
@@ -66,10 +64,6 @@ pub async fn release_elastic_ip(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
 
 impl Resource for ElasticIpSpec {
     type Observed = ElasticIp;
-
-    fn kind(&self) -> Kind {
-        Kind::ElasticIp
-    }
 
     async fn find(&self, ctx: &Ctx, id: &str) -> Result<Option<ElasticIp>, AwsError> {
         find_elastic_ip_by_id(ctx, id).await

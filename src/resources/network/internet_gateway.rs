@@ -7,7 +7,7 @@ use aws_sdk_ec2::types::ResourceType;
 
 use super::{has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, Ctx, Diff, Kind, Resource, StackTags};
+use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InternetGatewaySpec {
@@ -91,10 +91,6 @@ pub async fn delete_internet_gateway(ctx: &Ctx, id: &str) -> Result<(), AwsError
 
 impl Resource for InternetGatewaySpec {
     type Observed = InternetGateway;
-
-    fn kind(&self) -> Kind {
-        Kind::InternetGateway
-    }
 
     async fn find(&self, ctx: &Ctx, id: &str) -> Result<Option<InternetGateway>, AwsError> {
         find_internet_gateway_by_id(ctx, id).await

@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::{Filter, NatGatewayState, ResourceType};
 
 use super::{has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, wait_until, Ctx, Diff, Kind, Poll, Resource, StackTags};
+use crate::resources::{compare, wait_until, Ctx, Diff, Poll, Resource, StackTags};
 
 pub const NAT_GATEWAY_CREATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const NAT_GATEWAY_DELETE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -129,10 +129,6 @@ pub async fn wait_nat_gateway_available(ctx: &Ctx, id: &str) -> Result<(), AwsEr
 
 impl Resource for NatGatewaySpec {
     type Observed = NatGateway;
-
-    fn kind(&self) -> Kind {
-        Kind::NatGateway
-    }
 
     async fn find(&self, ctx: &Ctx, id: &str) -> Result<Option<NatGateway>, AwsError> {
         find_nat_gateway_by_id(ctx, id).await

@@ -3,7 +3,7 @@
 
 use super::route_table::describe_route_table;
 use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, Ctx, Diff, Kind, Resource};
+use crate::resources::{compare, Ctx, Diff, Resource};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteTarget {
@@ -80,10 +80,6 @@ pub async fn delete_route(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
 
 impl Resource for RouteSpec {
     type Observed = Route;
-
-    fn kind(&self) -> Kind {
-        Kind::Route
-    }
 
     async fn find(&self, ctx: &Ctx, id: &str) -> Result<Option<Route>, AwsError> {
         find_route_by_id(ctx, id).await

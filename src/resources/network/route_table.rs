@@ -7,7 +7,7 @@ use aws_sdk_ec2::types::ResourceType;
 
 use super::{has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, Ctx, Diff, Kind, Resource, StackTags};
+use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTableSpec {
@@ -91,10 +91,6 @@ pub async fn delete_route_table(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
 
 impl Resource for RouteTableSpec {
     type Observed = RouteTable;
-
-    fn kind(&self) -> Kind {
-        Kind::RouteTable
-    }
 
     async fn find(&self, ctx: &Ctx, id: &str) -> Result<Option<RouteTable>, AwsError> {
         find_route_table_by_id(ctx, id).await

@@ -3,7 +3,7 @@
 use aws_sdk_ec2::types::Filter;
 
 use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, Ctx, Diff, Kind, Resource};
+use crate::resources::{compare, Ctx, Diff, Resource};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTableAssociationSpec {
@@ -65,10 +65,6 @@ pub async fn disassociate_route_table(ctx: &Ctx, id: &str) -> Result<(), AwsErro
 
 impl Resource for RouteTableAssociationSpec {
     type Observed = RouteTableAssociation;
-
-    fn kind(&self) -> Kind {
-        Kind::RouteTableAssociation
-    }
 
     async fn find(&self, ctx: &Ctx, id: &str) -> Result<Option<RouteTableAssociation>, AwsError> {
         find_route_table_association_by_id(ctx, id).await

@@ -7,7 +7,7 @@ use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, UserIdGrou
 
 use super::{has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, Ctx, Diff, Kind, Resource, StackTags};
+use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
 
 /// Where an ingress rule admits traffic from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -155,10 +155,6 @@ fn rules_text(rules: &BTreeSet<IngressRule>) -> String {
 
 impl Resource for SecurityGroupSpec {
     type Observed = SecurityGroup;
-
-    fn kind(&self) -> Kind {
-        Kind::SecurityGroup
-    }
 
     async fn find(&self, ctx: &Ctx, id: &str) -> Result<Option<SecurityGroup>, AwsError> {
         find_security_group_by_id(ctx, id).await

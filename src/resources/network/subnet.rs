@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::ResourceType;
 
 use super::{ec2_bool, has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, Ctx, Diff, Kind, Resource, StackTags};
+use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubnetSpec {
@@ -71,10 +71,6 @@ pub async fn delete_subnet(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
 
 impl Resource for SubnetSpec {
     type Observed = Subnet;
-
-    fn kind(&self) -> Kind {
-        Kind::Subnet
-    }
 
     async fn find(&self, ctx: &Ctx, id: &str) -> Result<Option<Subnet>, AwsError> {
         find_subnet_by_id(ctx, id).await

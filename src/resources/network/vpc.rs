@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::{ResourceType, VpcAttributeName};
 
 use super::{ec2_bool, has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, Ctx, Diff, Kind, Resource, StackTags};
+use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VpcSpec {
@@ -95,10 +95,6 @@ pub async fn delete_vpc(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
 
 impl Resource for VpcSpec {
     type Observed = Vpc;
-
-    fn kind(&self) -> Kind {
-        Kind::Vpc
-    }
 
     async fn find(&self, ctx: &Ctx, id: &str) -> Result<Option<Vpc>, AwsError> {
         find_vpc_by_id(ctx, id).await
