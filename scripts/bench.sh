@@ -30,6 +30,10 @@ pids=($!)
 trap 'kill "${pids[@]}" 2>/dev/null' EXIT
 wait_port "$port"
 endpoint="http://127.0.0.1:$port"
+# Warm moto's lazily built EC2 backend (its first call takes seconds), as the Terraform
+# anchor does, so every round measures infra rather than emulator start-up.
+AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=t AWS_SECRET_ACCESS_KEY=t AWS_REGION=us-east-1 \
+  "$venv/bin/python" -c 'import boto3; boto3.client("ec2", region_name="us-east-1").describe_vpcs()'
 if [ "$latency" != 0 ]; then
   proxy="$root/../shared/bench/awsproxy.py"
   [ -f "$proxy" ] || { echo "--latency-ms needs $proxy" >&2; exit 1; }

@@ -8,13 +8,19 @@ cd "$root"
 venv=$(scripts/moto-venv.sh)
 export MOTO_SERVER="$venv/bin/moto_server"
 
-if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+# books-api's tests start throwaway PostgreSQL clusters (initdb, pg_ctl) and make a
+# throwaway CA with the openssl command.
+need_pg=false; need_openssl=false
+command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pg=true
+command -v openssl >/dev/null 2>&1 || need_openssl=true
+if $need_pg || $need_openssl; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing PostgreSQL (initdb missing)" >&2
+    pkgs=(); $need_pg && pkgs+=(postgresql); $need_openssl && pkgs+=(openssl)
+    echo "installing ${pkgs[*]}" >&2
     apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >&2
   else
-    echo "PostgreSQL binaries (initdb) are missing: install the postgresql package" >&2
+    echo "missing: PostgreSQL binaries (package postgresql) and/or openssl; install them first" >&2
     exit 1
   fi
 fi

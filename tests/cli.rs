@@ -32,17 +32,10 @@ impl CountingEndpoint {
     }
 }
 
-fn project_at(endpoint: &str) -> Project {
-    let project = Project { dir: tempfile::tempdir().unwrap(), endpoint: endpoint.to_string() };
-    let run = project.infra(&["init", "--stack", STACK]);
-    assert_eq!(run.code, 0, "{run:?}");
-    project
-}
-
 #[test]
 fn every_config_error_names_the_key_and_no_aws_request_is_made() {
     let aws = CountingEndpoint::start();
-    let project = project_at(&aws.url);
+    let project = Project::at(&aws.url);
     let original = std::fs::read_to_string(project.config_path()).unwrap();
     let cases = [
         ("vpc_cidr = \"10.0.0.0/16\"", "vpc_cidr = \"10.0.0.0/33\"", "vpc_cidr", "10.0.0.0/33"),
@@ -73,7 +66,7 @@ fn every_config_error_names_the_key_and_no_aws_request_is_made() {
 #[test]
 fn lock_held_by_another_process_is_named_and_state_is_untouched() {
     let aws = CountingEndpoint::start();
-    let project = project_at(&aws.url);
+    let project = Project::at(&aws.url);
     let state_dir = project.dir.path().join("state");
     std::fs::create_dir_all(&state_dir).unwrap();
     let state = r#"{"version":1,"serial":3,"lineage":"l","stack":"books","resources":{}}"#;
@@ -96,7 +89,7 @@ fn lock_held_by_another_process_is_named_and_state_is_untouched() {
 #[test]
 fn down_without_yes_on_a_non_terminal_refuses() {
     let aws = CountingEndpoint::start();
-    let project = project_at(&aws.url);
+    let project = Project::at(&aws.url);
     let run = project.infra(&["down"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("--yes"), "{run:?}");
@@ -106,7 +99,7 @@ fn down_without_yes_on_a_non_terminal_refuses() {
 #[test]
 fn init_refuses_to_overwrite_and_records_the_stack_name() {
     let aws = CountingEndpoint::start();
-    let project = project_at(&aws.url);
+    let project = Project::at(&aws.url);
     let before = std::fs::read_to_string(project.config_path()).unwrap();
     assert!(before.contains("stack = \"books\""));
     let again = project.infra(&["init", "--stack", "other"]);
@@ -121,7 +114,7 @@ fn init_refuses_to_overwrite_and_records_the_stack_name() {
 #[test]
 fn corrupt_state_is_reported_and_never_overwritten() {
     let aws = CountingEndpoint::start();
-    let project = project_at(&aws.url);
+    let project = Project::at(&aws.url);
     std::fs::create_dir_all(project.state_path().parent().unwrap()).unwrap();
     std::fs::write(project.state_path(), "{\"version\": 1, \"serial\": ").unwrap();
     let run = project.infra(&["up"]);

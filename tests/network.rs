@@ -14,7 +14,7 @@ fn assert_ok(run: &Run) {
 #[tokio::test(flavor = "multi_thread")]
 async fn up_twice_second_run_makes_no_mutating_call_and_status_is_clean() {
     let moto = Moto::start();
-    let project = Project::new(&moto, "");
+    let project = Project::new(&moto);
     let first = project.infra(&["up"]);
     assert_ok(&first);
     assert!(!mutating(&project.calls()).is_empty());
@@ -43,7 +43,7 @@ async fn up_twice_second_run_makes_no_mutating_call_and_status_is_clean() {
 #[tokio::test(flavor = "multi_thread")]
 async fn out_of_band_changes_are_reported_as_drift_and_repaired_by_up() {
     let moto = Moto::start();
-    let project = Project::new(&moto, "");
+    let project = Project::new(&moto);
     assert_ok(&project.infra(&["up"]));
     let ec2 = ec2(&moto).await;
 
@@ -119,7 +119,7 @@ async fn out_of_band_changes_are_reported_as_drift_and_repaired_by_up() {
 #[tokio::test(flavor = "multi_thread")]
 async fn down_leaves_nothing_tagged_and_down_again_succeeds() {
     let moto = Moto::start();
-    let project = Project::new(&moto, "");
+    let project = Project::new(&moto);
     assert_ok(&project.infra(&["up"]));
     let down = project.infra(&["down", "--yes"]);
     assert_ok(&down);
@@ -134,7 +134,8 @@ async fn down_leaves_nothing_tagged_and_down_again_succeeds() {
 #[tokio::test(flavor = "multi_thread")]
 async fn destroy_order_follows_aws_hidden_dependencies() {
     let moto = Moto::start();
-    let project = Project::new(&moto, "nat_gateways = 2");
+    let project = Project::new(&moto);
+    project.edit_config("nat_gateways = 1", "nat_gateways = 2");
     assert_ok(&project.infra(&["up"]));
     assert_ok(&project.infra(&["down", "--yes"]));
     // The log holds calls in completion order; a delete that waits (NAT) completes its
@@ -161,7 +162,7 @@ async fn destroy_order_follows_aws_hidden_dependencies() {
 #[tokio::test(flavor = "multi_thread")]
 async fn state_file_lost_after_up_then_up_adopts_everything_and_creates_nothing() {
     let moto = Moto::start();
-    let project = Project::new(&moto, "");
+    let project = Project::new(&moto);
     assert_ok(&project.infra(&["up"]));
     let before = project.state();
     std::fs::remove_file(project.state_path()).unwrap();
@@ -190,7 +191,7 @@ async fn state_file_lost_after_up_then_up_adopts_everything_and_creates_nothing(
 async fn killed_mid_up_then_up_converges_without_duplicates_and_down_leaves_nothing() {
     let moto = Moto::start();
     let ec2 = ec2(&moto).await;
-    let project = Project::new(&moto, "");
+    let project = Project::new(&moto);
     // Right after a create returned (id not yet saved), and at arbitrary call counts.
     let kills: Vec<(&str, &str)> = vec![
         ("INFRA_FAULT_KILL_AFTER_OPERATION", "CreateVpc"),
@@ -229,7 +230,7 @@ async fn killed_mid_up_then_up_converges_without_duplicates_and_down_leaves_noth
 #[tokio::test(flavor = "multi_thread")]
 async fn down_from_a_crashed_first_up_with_lost_state_removes_everything_tagged() {
     let moto = Moto::start();
-    let project = Project::new(&moto, "");
+    let project = Project::new(&moto);
     let killed = project.infra_env(&["up"], &[("INFRA_FAULT_KILL_AFTER_OPERATION", "CreateNatGateway")]);
     assert_ne!(killed.code, 0);
     std::fs::remove_file(project.state_path()).unwrap();
@@ -241,15 +242,14 @@ async fn down_from_a_crashed_first_up_with_lost_state_removes_everything_tagged(
 async fn nat_per_az_then_back_to_one_prunes_the_second_gateway() {
     let moto = Moto::start();
     let ec2 = ec2(&moto).await;
-    let project = Project::new(&moto, "");
-    let config = std::fs::read_to_string(project.config_path()).unwrap();
-    std::fs::write(project.config_path(), config.replace("nat_gateways = 1", "nat_gateways = 2")).unwrap();
+    let project = Project::new(&moto);
+    project.edit_config("nat_gateways = 1", "nat_gateways = 2");
     assert_ok(&project.infra(&["up"]));
     let inv = inventory(&ec2).await;
     assert_eq!((inv.nat_gateways, inv.elastic_ips), (2, 2));
     assert_ne!(project.physical_id("nat_gateway.a"), project.physical_id("nat_gateway.b"));
 
-    std::fs::write(project.config_path(), config).unwrap();
+    project.edit_config("nat_gateways = 2", "nat_gateways = 1");
     let plan = project.infra(&["plan"]);
     assert_eq!(plan.code, 2);
     assert!(plan.stdout.contains("- nat_gateway.b"), "{plan:?}");

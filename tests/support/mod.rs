@@ -106,17 +106,24 @@ pub struct Call {
 }
 
 impl Project {
-    /// `infra init` in a fresh directory, then `extra` appended to the config.
-    pub fn new(moto: &Moto, extra: &str) -> Project {
-        let project = Project { dir: tempfile::tempdir().unwrap(), endpoint: moto.endpoint.clone() };
+    /// `infra init` in a fresh directory, against `moto`.
+    pub fn new(moto: &Moto) -> Project {
+        Project::at(&moto.endpoint)
+    }
+
+    /// `infra init` in a fresh directory, with AWS at `endpoint`.
+    pub fn at(endpoint: &str) -> Project {
+        let project = Project { dir: tempfile::tempdir().unwrap(), endpoint: endpoint.to_string() };
         let run = project.infra(&["init", "--stack", STACK]);
         assert_eq!(run.code, 0, "{run:?}");
-        if !extra.is_empty() {
-            let path = project.config_path();
-            let text = std::fs::read_to_string(&path).unwrap();
-            std::fs::write(&path, format!("{text}\n{extra}\n")).unwrap();
-        }
         project
+    }
+
+    /// Rewrites one line of the config (panics when `from` is not there).
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.config_path()).unwrap();
+        assert!(text.contains(from), "config lacks {from:?}");
+        std::fs::write(self.config_path(), text.replace(from, to)).unwrap();
     }
 
     pub fn config_path(&self) -> PathBuf {
