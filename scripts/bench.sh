@@ -18,8 +18,10 @@ while [ $# -gt 0 ]; do
 done
 
 venv=$("$root/scripts/moto-venv.sh")
-(cd "$root" && cargo build --quiet --release --bin infra)
-infra="${CARGO_TARGET_DIR:-$root/target}/release/infra"
+# The dev build the tests use (dependencies unoptimised): a release build of the SDK
+# takes far longer to compile than it saves here, where moto's own time dominates.
+(cd "$root" && cargo build --quiet --workspace)
+infra="${CARGO_TARGET_DIR:-$root/target}/debug/infra"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }

@@ -8,7 +8,8 @@ keep=false
 [ "${1:-}" = "--keep" ] && keep=true
 
 venv=$("$root/scripts/moto-venv.sh")
-(cd "$root" && cargo build --quiet --bin infra)
+# The same build as the tests (`cargo test --workspace`), so nothing is compiled twice.
+(cd "$root" && cargo build --quiet --workspace)
 infra="${CARGO_TARGET_DIR:-$root/target}/debug/infra"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -5,7 +5,7 @@
 //! tags (or deterministic key) before anything is created. So a run killed at any instant
 //! leaves a state that the next `up` completes and the next `down` removes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,8 @@ use crate::aws::{AwsError, ErrorClass};
 use crate::graph::{self, Outcome};
 use crate::progress::Progress;
 use crate::resources::{Ctx, Diff, DynResource, FieldChange, Kind, Observed, Poll};
-use crate::stack::{destroy_dag, Refs, Stack, UNKNOWN};
-use crate::state::{Phase, ResourceState, StateStore};
+use crate::stack::{destroy_dag, Node, Refs, Stack, UNKNOWN};
+use crate::state::{Phase, ResourceState, State, StateStore};
 
 /// How long a delete keeps retrying DependencyViolation: AWS releases network interfaces
 /// of deleted load balancers, tasks and NAT gateways minutes after they are gone.
@@ -34,6 +34,10 @@ pub struct Engine {
     pub progress: Progress,
     pub concurrency: usize,
     tally: Mutex<Tally>,
+    /// First reads of the recorded resources, one batched call per kind at the start of a
+    /// run: `None` for a resource known to be gone. Each entry serves one read only; every
+    /// read after a change goes to AWS.
+    prefetched: Mutex<HashMap<(Kind, String), Option<Observed>>>,
 }
 
 /// What a run did, for the closing summary line.
@@ -74,7 +78,7 @@ pub enum Health {
 
 impl Engine {
     pub fn new(ctx: Ctx, store: Arc<StateStore>, stack: Stack, progress: Progress) -> Engine {
-        Engine { ctx, store, stack, progress, concurrency: DEFAULT_CONCURRENCY, tally: Mutex::new(Tally::default()) }
+        Engine { ctx, store, stack, progress, concurrency: DEFAULT_CONCURRENCY, tally: Mutex::new(Tally::default()), prefetched: Mutex::default() }
     }
 
     pub fn tally(&self) -> Tally {
@@ -88,6 +92,43 @@ impl Engine {
             .into_iter()
             .filter_map(|(id, r)| Some((id, r.physical_id?)))
             .collect()
+    }
+
+    /// Reads every recorded resource with one call per kind (in parallel) instead of one
+    /// or more per resource.
+    async fn prefetch(&self) -> Result<(), AwsError> {
+        let mut by_kind: BTreeMap<Kind, Vec<String>> = BTreeMap::new();
+        for r in self.store.snapshot().resources.into_values() {
+            if let (Some(kind), Some(pid)) = (Kind::parse(&r.kind), r.physical_id) {
+                by_kind.entry(kind).or_default().push(pid);
+            }
+        }
+        let found: Vec<(Kind, Vec<String>, Vec<Observed>)> = stream::iter(by_kind)
+            .map(|(kind, ids)| async move { kind.find_many(&self.ctx, &ids).await.map(|found| (kind, ids, found)) })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let mut prefetched = self.prefetched.lock().unwrap();
+        for (kind, ids, observations) in found {
+            for id in ids {
+                prefetched.insert((kind, id), None);
+            }
+            for o in observations {
+                prefetched.insert((kind, o.physical_id.clone()), Some(o));
+            }
+        }
+        Ok(())
+    }
+
+    /// The first read of a recorded resource: from the prefetch when it has it.
+    async fn find_recorded(&self, kind: Kind, spec: &dyn DynResource, pid: &str) -> Result<Option<Observed>, AwsError> {
+        let cached = self.prefetched.lock().unwrap().remove(&(kind, pid.to_string()));
+        match cached {
+            Some(observed) => Ok(observed),
+            None => spec.find(&self.ctx, pid).await,
+        }
     }
 
     fn spec(&self, id: &str) -> Box<dyn DynResource> {
@@ -108,7 +149,8 @@ impl Engine {
     }
 
     /// `up`: converge every desired resource, then delete what is no longer desired.
-    pub async fn apply(self: &Arc<Self>, cancel: watch::Receiver<bool>) -> Outcome {
+    pub async fn apply(self: &Arc<Self>, cancel: watch::Receiver<bool>) -> Result<Outcome> {
+        self.prefetch().await?;
         let dag = self.stack.apply_dag();
         let outcome = graph::run(&dag, self.concurrency, cancel.clone(), |id| {
             let engine = self.clone();
@@ -122,14 +164,13 @@ impl Engine {
         })
         .await;
         if !matches!(outcome, Outcome::Completed) {
-            return outcome;
+            return Ok(outcome);
         }
-        let orphans: Vec<String> =
-            self.store.snapshot().resources.keys().filter(|id| !self.stack.nodes.contains_key(*id)).cloned().collect();
+        let orphans: Vec<String> = Self::orphans(&self.store.snapshot(), &self.stack).into_iter().map(|(id, _)| id).collect();
         if orphans.is_empty() {
-            return outcome;
+            return Ok(outcome);
         }
-        self.destroy_ids(orphans, cancel).await
+        Ok(self.destroy_ids(orphans, cancel).await)
     }
 
     async fn converge(&self, id: &str) -> Result<()> {
@@ -138,7 +179,7 @@ impl Engine {
         let recorded = self.store.get(id);
         let mut observed = None;
         if let Some(pid) = recorded.as_ref().and_then(|r| r.physical_id.clone()) {
-            observed = spec.find(&self.ctx, &pid).await?;
+            observed = self.find_recorded(node.kind, spec.as_ref(), &pid).await?;
             if observed.is_none() {
                 self.progress.step(id, &format!("{pid} is missing (deleted out of band); recreating"));
             }
@@ -254,19 +295,36 @@ impl Engine {
         Ok(observed)
     }
 
+    /// Runs `read` for every desired resource, `concurrency` at a time.
+    async fn read_all<'a, T, Fut>(&'a self, read: impl Fn(&'a Node) -> Fut) -> Result<Vec<T>, AwsError>
+    where
+        Fut: std::future::Future<Output = Result<T, AwsError>> + 'a,
+    {
+        stream::iter(self.stack.nodes.values()).map(read).buffer_unordered(self.concurrency).collect::<Vec<_>>().await.into_iter().collect()
+    }
+
+    /// Resources in the state that the desired stack no longer has: `up` deletes them.
+    fn orphans(state: &State, stack: &Stack) -> Vec<(String, Option<String>)> {
+        state
+            .resources
+            .iter()
+            .filter(|(id, _)| !stack.nodes.contains_key(*id))
+            .map(|(id, r)| (id.clone(), r.physical_id.clone()))
+            .collect()
+    }
+
     /// `plan`: what `up` would do, per resource, without changing anything.
     pub async fn plan(&self) -> Result<Vec<(String, Planned)>> {
+        self.prefetch().await?;
         let refs = self.refs();
         let state = self.store.snapshot();
-        let mut results: Vec<(String, Planned)> = stream::iter(self.stack.nodes.values())
-            .map(|node| {
-                let refs = &refs;
-                let state = &state;
+        let mut results = self
+            .read_all(|node| {
+                let (refs, state) = (&refs, &state);
                 async move {
                     let spec = node.spec(&Refs::new(refs));
-                    let pid = state.physical_id(&node.id).map(str::to_string);
-                    let planned = match pid {
-                        Some(pid) => match spec.find(&self.ctx, &pid).await? {
+                    let planned = match state.physical_id(&node.id) {
+                        Some(pid) => match self.find_recorded(node.kind, spec.as_ref(), pid).await? {
                             None => Planned::Create { reason: format!("{pid} was deleted out of band") },
                             Some(o) => match spec.diff(&o) {
                                 Diff::NoChange => Planned::NoChange,
@@ -281,18 +339,12 @@ impl Engine {
                             None => Planned::Create { reason: "new".into() },
                         },
                     };
-                    Ok::<_, AwsError>((node.id.clone(), planned))
+                    Ok((node.id.clone(), planned))
                 }
             })
-            .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
-        for (id, r) in &state.resources {
-            if !self.stack.nodes.contains_key(id) {
-                results.push((id.clone(), Planned::Delete { physical_id: r.physical_id.clone().unwrap_or_else(|| UNKNOWN.into()) }));
-            }
+            .await?;
+        for (id, pid) in Self::orphans(&state, &self.stack) {
+            results.push((id, Planned::Delete { physical_id: pid.unwrap_or_else(|| UNKNOWN.into()) }));
         }
         results.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(results)
@@ -300,36 +352,30 @@ impl Engine {
 
     /// `status`: reads every resource in parallel and compares it with the desired spec.
     pub async fn status(&self) -> Result<Vec<(String, String, Health)>> {
+        self.prefetch().await?;
         let refs = self.refs();
         let state = self.store.snapshot();
-        let mut results: Vec<(String, String, Health)> = stream::iter(self.stack.nodes.values())
-            .map(|node| {
-                let refs = &refs;
-                let state = &state;
+        let mut results = self
+            .read_all(|node| {
+                let (refs, state) = (&refs, &state);
                 async move {
                     let Some(pid) = state.physical_id(&node.id).map(str::to_string) else {
                         return Ok((node.id.clone(), String::new(), Health::NotCreated));
                     };
                     let spec = node.spec(&Refs::new(refs));
-                    let health = match spec.find(&self.ctx, &pid).await? {
+                    let health = match self.find_recorded(node.kind, spec.as_ref(), &pid).await? {
                         None => Health::Missing,
                         Some(o) => match spec.diff(&o) {
                             Diff::NoChange => Health::Ok,
                             Diff::Update(changes) | Diff::Replace(changes) => Health::Drifted { changes },
                         },
                     };
-                    Ok::<_, AwsError>((node.id.clone(), pid, health))
+                    Ok((node.id.clone(), pid, health))
                 }
             })
-            .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
-        for (id, r) in &state.resources {
-            if !self.stack.nodes.contains_key(id) {
-                results.push((id.clone(), r.physical_id.clone().unwrap_or_default(), Health::Orphaned));
-            }
+            .await?;
+        for (id, pid) in Self::orphans(&state, &self.stack) {
+            results.push((id, pid.unwrap_or_default(), Health::Orphaned));
         }
         results.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(results)

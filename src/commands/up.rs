@@ -7,7 +7,7 @@ use crate::config::Settings;
 /// Converges the stack without a prompt.
 pub async fn run(cli: &Cli, settings: &Settings) -> Result<u8> {
     let session = Session::open(cli, settings, true).await?;
-    let outcome = session.engine.apply(interrupt_channel()).await;
+    let outcome = session.engine.apply(interrupt_channel()).await?;
     let code = report_outcome(outcome, "up", session.engine.store.path());
     session.summary(cli, "up");
     Ok(code)

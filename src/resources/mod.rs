@@ -288,6 +288,30 @@ impl Kind {
         }
     }
 
+    /// Reads many resources of this kind at once (one call for most kinds); those that
+    /// are gone are absent from the result.
+    pub async fn find_many(self, ctx: &Ctx, ids: &[String]) -> Result<Vec<Observed>, AwsError> {
+        use network::*;
+        fn all<R: Resource>(found: Vec<R::Observed>) -> Vec<Observed> {
+            found.into_iter().map(erase::<R>).collect()
+        }
+        Ok(match self {
+            Kind::Vpc => all::<vpc::VpcSpec>(vpc::find_vpcs(ctx, ids).await?),
+            Kind::InternetGateway => {
+                all::<internet_gateway::InternetGatewaySpec>(internet_gateway::find_internet_gateways(ctx, ids).await?)
+            }
+            Kind::Subnet => all::<subnet::SubnetSpec>(subnet::find_subnets(ctx, ids).await?),
+            Kind::ElasticIp => all::<elastic_ip::ElasticIpSpec>(elastic_ip::find_elastic_ips(ctx, ids).await?),
+            Kind::NatGateway => all::<nat_gateway::NatGatewaySpec>(nat_gateway::find_nat_gateways(ctx, ids).await?),
+            Kind::RouteTable => all::<route_table::RouteTableSpec>(route_table::find_route_tables(ctx, ids).await?),
+            Kind::Route => all::<route::RouteSpec>(route::find_routes(ctx, ids).await?),
+            Kind::RouteTableAssociation => all::<route_table_association::RouteTableAssociationSpec>(
+                route_table_association::find_route_table_associations(ctx, ids).await?,
+            ),
+            Kind::SecurityGroup => all::<security_group::SecurityGroupSpec>(security_group::find_security_groups(ctx, ids).await?),
+        })
+    }
+
     /// Every live resource of this kind carrying the stack's tag, as (logical id, physical
     /// id). Untaggable kinds (routes, associations) go with their route table.
     pub async fn inventory(self, ctx: &Ctx) -> Result<Vec<(String, String)>, AwsError> {

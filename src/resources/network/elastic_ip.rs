@@ -38,6 +38,19 @@ pub async fn find_elastic_ip_by_id(ctx: &Ctx, id: &str) -> Result<Option<Elastic
     }
 }
 
+/// Many addresses in one call (a filter, so an id that is gone is simply absent).
+pub async fn find_elastic_ips(ctx: &Ctx, ids: &[String]) -> Result<Vec<ElasticIp>, AwsError> {
+    let resp = ctx
+        .ec2()
+        .await
+        .describe_addresses()
+        .filters(Filter::builder().name("allocation-id").set_values(Some(ids.to_vec())).build())
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeAddresses", ids.join(","), e))?;
+    Ok(resp.addresses().iter().map(observe).collect())
+}
+
 async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<ElasticIp>, AwsError> {
     let filters: Vec<Filter> = stack_filters(&ctx.stack, logical_id);
     let resp = ctx

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::ResourceType;
+use aws_sdk_ec2::types::{Filter, ResourceType};
 
 use super::{has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
@@ -44,6 +44,19 @@ pub async fn find_internet_gateway_by_id(ctx: &Ctx, id: &str) -> Result<Option<I
             e => Err(e),
         },
     }
+}
+
+/// Many gateways in one call (a filter, so an id that is gone is simply absent).
+pub async fn find_internet_gateways(ctx: &Ctx, ids: &[String]) -> Result<Vec<InternetGateway>, AwsError> {
+    let resp = ctx
+        .ec2()
+        .await
+        .describe_internet_gateways()
+        .filters(Filter::builder().name("internet-gateway-id").set_values(Some(ids.to_vec())).build())
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeInternetGateways", ids.join(","), e))?;
+    Ok(resp.internet_gateways().iter().map(observe).collect())
 }
 
 async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<InternetGateway>, AwsError> {

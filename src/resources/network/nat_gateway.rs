@@ -65,6 +65,19 @@ pub async fn find_nat_gateway_by_id(ctx: &Ctx, id: &str) -> Result<Option<NatGat
     Ok(describe_nat_gateway(ctx, id).await?.filter(is_live))
 }
 
+/// Many gateways in one call (a filter, so an id that is gone is simply absent).
+pub async fn find_nat_gateways(ctx: &Ctx, ids: &[String]) -> Result<Vec<NatGateway>, AwsError> {
+    let resp = ctx
+        .ec2()
+        .await
+        .describe_nat_gateways()
+        .filter(Filter::builder().name("nat-gateway-id").set_values(Some(ids.to_vec())).build())
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeNatGateways", ids.join(","), e))?;
+    Ok(resp.nat_gateways().iter().map(observe).filter(is_live).collect())
+}
+
 async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<NatGateway>, AwsError> {
     let mut filters = stack_filters(&ctx.stack, logical_id);
     filters.push(Filter::builder().name("state").values("pending").values("available").build());

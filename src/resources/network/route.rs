@@ -1,7 +1,7 @@
 //! Default routes: public → internet gateway, ecs → NAT gateway. Not taggable; the
 //! physical id is `<route table id>|<destination>`, which is also how it is adopted.
 
-use super::route_table::describe_route_table;
+use super::route_table::{describe_route_table, describe_route_tables};
 use crate::aws::{aws_error, AwsError};
 use crate::resources::{compare, Ctx, Diff, Resource};
 
@@ -46,12 +46,32 @@ fn split_id(id: &str) -> (&str, &str) {
 pub async fn find_route_by_id(ctx: &Ctx, id: &str) -> Result<Option<Route>, AwsError> {
     let (table_id, destination) = split_id(id);
     let Some(table) = describe_route_table(ctx, table_id).await? else { return Ok(None) };
-    Ok(table.routes().iter().find(|r| r.destination_cidr_block() == Some(destination)).map(|r| Route {
+    Ok(table.routes().iter().find(|r| r.destination_cidr_block() == Some(destination)).map(|r| observe(table_id, r)))
+}
+
+fn observe(table_id: &str, r: &aws_sdk_ec2::types::Route) -> Route {
+    Route {
         route_table_id: table_id.to_string(),
-        destination: destination.to_string(),
+        destination: r.destination_cidr_block().unwrap_or_default().to_string(),
         target: r.nat_gateway_id().or(r.gateway_id()).unwrap_or_default().to_string(),
         state: r.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-    }))
+    }
+}
+
+/// Many routes, one DescribeRouteTables for all their tables.
+pub async fn find_routes(ctx: &Ctx, ids: &[String]) -> Result<Vec<Route>, AwsError> {
+    let tables: Vec<String> = ids.iter().map(|id| split_id(id).0.to_string()).collect();
+    let mut out = Vec::new();
+    for table in describe_route_tables(ctx, &tables).await? {
+        let table_id = table.route_table_id().unwrap_or_default();
+        for r in table.routes() {
+            let destination = r.destination_cidr_block().unwrap_or_default();
+            if ids.contains(&physical_id(table_id, destination)) {
+                out.push(observe(table_id, r));
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub async fn delete_route(ctx: &Ctx, id: &str) -> Result<(), AwsError> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::ResourceType;
+use aws_sdk_ec2::types::{Filter, ResourceType};
 
 use super::{has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
@@ -51,6 +51,24 @@ pub async fn describe_route_table(ctx: &Ctx, id: &str) -> Result<Option<aws_sdk_
 
 pub async fn find_route_table_by_id(ctx: &Ctx, id: &str) -> Result<Option<RouteTable>, AwsError> {
     Ok(describe_route_table(ctx, id).await?.as_ref().map(observe))
+}
+
+/// Many raw route tables in one call (a filter, so an id that is gone is simply absent);
+/// routes and associations are read from these too.
+pub async fn describe_route_tables(ctx: &Ctx, ids: &[String]) -> Result<Vec<aws_sdk_ec2::types::RouteTable>, AwsError> {
+    let resp = ctx
+        .ec2()
+        .await
+        .describe_route_tables()
+        .filters(Filter::builder().name("route-table-id").set_values(Some(ids.to_vec())).build())
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeRouteTables", ids.join(","), e))?;
+    Ok(resp.route_tables().to_vec())
+}
+
+pub async fn find_route_tables(ctx: &Ctx, ids: &[String]) -> Result<Vec<RouteTable>, AwsError> {
+    Ok(describe_route_tables(ctx, ids).await?.iter().map(observe).collect())
 }
 
 async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<RouteTable>, AwsError> {

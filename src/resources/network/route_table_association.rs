@@ -52,6 +52,12 @@ pub async fn find_route_table_association_by_id(ctx: &Ctx, id: &str) -> Result<O
     Ok(find_by_filter(ctx, filter, id).await?.into_iter().next())
 }
 
+/// Many associations in one call.
+pub async fn find_route_table_associations(ctx: &Ctx, ids: &[String]) -> Result<Vec<RouteTableAssociation>, AwsError> {
+    let filter = Filter::builder().name("association.route-table-association-id").set_values(Some(ids.to_vec())).build();
+    find_by_filter(ctx, filter, &ids.join(",")).await
+}
+
 pub async fn disassociate_route_table(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
     ctx.ec2()
         .await

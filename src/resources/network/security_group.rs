@@ -114,6 +114,19 @@ pub async fn find_security_group_by_id(ctx: &Ctx, id: &str) -> Result<Option<Sec
     }
 }
 
+/// Many groups in one call (a filter, so an id that is gone is simply absent).
+pub async fn find_security_groups(ctx: &Ctx, ids: &[String]) -> Result<Vec<SecurityGroup>, AwsError> {
+    let resp = ctx
+        .ec2()
+        .await
+        .describe_security_groups()
+        .filters(Filter::builder().name("group-id").set_values(Some(ids.to_vec())).build())
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeSecurityGroups", ids.join(","), e))?;
+    Ok(resp.security_groups().iter().map(observe).collect())
+}
+
 async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<SecurityGroup>, AwsError> {
     let filters: Vec<Filter> = stack_filters(&ctx.stack, logical_id);
     let what = logical_id.unwrap_or("(stack inventory)");

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::ResourceType;
+use aws_sdk_ec2::types::{Filter, ResourceType};
 
 use super::{ec2_bool, has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
@@ -46,6 +46,19 @@ pub async fn find_subnet_by_id(ctx: &Ctx, id: &str) -> Result<Option<Subnet>, Aw
             e => Err(e),
         },
     }
+}
+
+/// Many subnets in one call (a filter, so an id that is gone is simply absent).
+pub async fn find_subnets(ctx: &Ctx, ids: &[String]) -> Result<Vec<Subnet>, AwsError> {
+    let resp = ctx
+        .ec2()
+        .await
+        .describe_subnets()
+        .filters(Filter::builder().name("subnet-id").set_values(Some(ids.to_vec())).build())
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeSubnets", ids.join(","), e))?;
+    Ok(resp.subnets().iter().map(observe).collect())
 }
 
 async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<Subnet>, AwsError> {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{ResourceType, VpcAttributeName};
+use aws_sdk_ec2::types::{Filter, ResourceType, VpcAttributeName};
 
 use super::{ec2_bool, has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
@@ -74,6 +74,16 @@ pub async fn find_vpc_by_id(ctx: &Ctx, id: &str) -> Result<Option<Vpc>, AwsError
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Many VPCs with their DNS attributes (a filter, so an id that is gone is simply absent).
+pub async fn find_vpcs(ctx: &Ctx, ids: &[String]) -> Result<Vec<Vpc>, AwsError> {
+    let req = ctx.ec2().await.describe_vpcs().filters(Filter::builder().name("vpc-id").set_values(Some(ids.to_vec())).build());
+    let mut out = Vec::new();
+    for v in describe_vpcs(req, &ids.join(",")).await? {
+        out.push(complete(ctx, v).await?);
+    }
+    Ok(out)
 }
 
 async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<(String, String, BTreeMap<String, String>)>, AwsError> {
