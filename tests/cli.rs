@@ -122,3 +122,62 @@ fn corrupt_state_is_reported_and_never_overwritten() {
     assert!(run.stderr.contains("does not parse"), "{run:?}");
     assert_eq!(std::fs::read_to_string(project.state_path()).unwrap(), "{\"version\": 1, \"serial\": ");
 }
+
+/// An endpoint that answers every request as AWS does when the caller lacks permission.
+fn denying_endpoint() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Read the headers, then the body its Content-Length announces.
+            loop {
+                let n = stream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>denied-1</RequestID></Response>";
+            let response = format!(
+                "HTTP/1.1 403 Forbidden\r\nx-amzn-RequestId: denied-1\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    url
+}
+
+#[test]
+fn access_denied_is_an_error_never_missing_and_state_is_kept() {
+    let project = Project::at(&denying_endpoint());
+    project.edit_config("# availability_zones = [\"eu-west-1a\", \"eu-west-1b\"]", "availability_zones = [\"us-east-1a\", \"us-east-1b\"]");
+    std::fs::create_dir_all(project.state_path().parent().unwrap()).unwrap();
+    let state = r#"{"version":1,"serial":5,"lineage":"l","stack":"books","resources":{"vpc":{"kind":"vpc","phase":"created","physical_id":"vpc-123"}}}"#;
+    std::fs::write(project.state_path(), state).unwrap();
+
+    let status = project.infra(&["status", "--json"]);
+    assert_eq!(status.code, 1, "{status:?}");
+    assert!(status.stderr.contains("UnauthorizedOperation"), "{status:?}");
+    assert!(status.stderr.contains("denied-1"), "the request id is reported: {status:?}");
+    assert!(!status.stdout.contains("missing"), "{status:?}");
+
+    for command in [&["up"][..], &["plan"], &["down", "--yes"]] {
+        let run = project.infra(command);
+        assert_eq!(run.code, 1, "{command:?}: {run:?}");
+        assert!(run.stderr.contains("UnauthorizedOperation"), "{command:?}: {run:?}");
+    }
+    assert_eq!(std::fs::read_to_string(project.state_path()).unwrap(), state, "a denied run changed the state");
+}
