@@ -258,3 +258,32 @@ async fn nat_per_az_then_back_to_one_prunes_the_second_gateway() {
     assert_eq!(inventory(&ec2).await, full_inventory());
     assert_ok(&project.infra(&["status"]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_skips_only_its_dependants_keeps_the_rest_and_the_next_up_completes() {
+    let moto = Moto::start();
+    let project = Project::new(&moto);
+    project.edit_config(
+        "# availability_zones = [\"eu-west-1a\", \"eu-west-1b\"]",
+        "availability_zones = [\"us-east-1a\", \"us-east-1x\"]",
+    );
+    let failed = project.infra(&["up"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(failed.stderr.contains("subnet.public.b"), "{failed:?}");
+    assert!(failed.stderr.contains("skipped"), "{failed:?}");
+    let state = project.state();
+    let recorded = |id: &str| state["resources"][id]["physical_id"].is_string();
+    // Everything independent of the bad AZ was created and recorded...
+    for id in ["vpc", "internet_gateway", "subnet.public.a", "subnet.db.a", "nat_gateway.a", "sg.db", "association.ecs.a"] {
+        assert!(recorded(id), "{id} missing from state after a partial failure: {failed:?}");
+    }
+    // ...and nothing that needs a subnet in it.
+    for id in ["subnet.public.b", "association.public.b", "association.db.b"] {
+        assert!(!recorded(id), "{id} recorded despite its failed dependency");
+    }
+
+    project.edit_config("availability_zones = [\"us-east-1a\", \"us-east-1x\"]", "availability_zones = [\"us-east-1a\", \"us-east-1b\"]");
+    assert_ok(&project.infra(&["up"]));
+    assert_eq!(inventory(&ec2(&moto).await).await, full_inventory());
+    assert_ok(&project.infra(&["status"]));
+}
