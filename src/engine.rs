@@ -38,6 +38,9 @@ pub struct Engine {
     /// run: `None` for a resource known to be gone. Each entry serves one read only; every
     /// read after a change goes to AWS.
     prefetched: Mutex<HashMap<(Kind, String), Option<Observed>>>,
+    /// Tagged resources by (kind, logical id) from one scan per kind; `(kind, None)` marks
+    /// a scanned kind.
+    adoptable: Mutex<HashMap<(Kind, Option<String>), Vec<Observed>>>,
 }
 
 /// What a run did, for the closing summary line.
@@ -78,7 +81,7 @@ pub enum Health {
 
 impl Engine {
     pub fn new(ctx: Ctx, store: Arc<StateStore>, stack: Stack, progress: Progress) -> Engine {
-        Engine { ctx, store, stack, progress, concurrency: DEFAULT_CONCURRENCY, tally: Mutex::new(Tally::default()), prefetched: Mutex::default() }
+        Engine { ctx, store, stack, progress, concurrency: DEFAULT_CONCURRENCY, tally: Mutex::new(Tally::default()), prefetched: Mutex::default(), adoptable: Mutex::default() }
     }
 
     pub fn tally(&self) -> Tally {
@@ -122,6 +125,49 @@ impl Engine {
         Ok(())
     }
 
+    /// The stack's tagged resources of `kinds`, one call per kind, in parallel.
+    async fn inventory(&self, kinds: impl Iterator<Item = Kind>) -> Result<Vec<(Kind, Vec<(String, Observed)>)>, AwsError> {
+        stream::iter(kinds)
+            .map(|kind| async move { kind.inventory(&self.ctx).await.map(|found| (kind, found)) })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// For the kinds with desired resources that have no recorded id, reads the stack's
+    /// tagged resources once per kind, so adopting needs no call per resource.
+    async fn scan_adoptable(&self) -> Result<(), AwsError> {
+        let state = self.store.snapshot();
+        let kinds: std::collections::BTreeSet<Kind> = self
+            .stack
+            .nodes
+            .values()
+            .filter(|n| n.kind.is_taggable() && state.physical_id(&n.id).is_none())
+            .map(|n| n.kind)
+            .collect();
+        let found = self.inventory(kinds.into_iter()).await?;
+        let mut adoptable = self.adoptable.lock().unwrap();
+        for (kind, found) in found {
+            adoptable.insert((kind, None), Vec::new());
+            for (logical, o) in found {
+                adoptable.entry((kind, Some(logical))).or_default().push(o);
+            }
+        }
+        Ok(())
+    }
+
+    /// Resources carrying `id`'s tags: from the scan when it covered the kind.
+    async fn find_adoptable(&self, kind: Kind, spec: &dyn DynResource, id: &str) -> Result<Vec<Observed>, AwsError> {
+        let mut adoptable = self.adoptable.lock().unwrap();
+        if adoptable.contains_key(&(kind, None)) {
+            return Ok(adoptable.remove(&(kind, Some(id.to_string()))).unwrap_or_default());
+        }
+        drop(adoptable);
+        spec.adopt(&self.ctx, id).await
+    }
+
     /// The first read of a recorded resource: from the prefetch when it has it.
     async fn find_recorded(&self, kind: Kind, spec: &dyn DynResource, pid: &str) -> Result<Option<Observed>, AwsError> {
         let cached = self.prefetched.lock().unwrap().remove(&(kind, pid.to_string()));
@@ -150,7 +196,7 @@ impl Engine {
 
     /// `up`: converge every desired resource, then delete what is no longer desired.
     pub async fn apply(self: &Arc<Self>, cancel: watch::Receiver<bool>) -> Result<Outcome> {
-        self.prefetch().await?;
+        tokio::try_join!(self.prefetch(), self.scan_adoptable())?;
         let dag = self.stack.apply_dag();
         let outcome = graph::run(&dag, self.concurrency, cancel.clone(), |id| {
             let engine = self.clone();
@@ -186,7 +232,7 @@ impl Engine {
         }
         let mut adopted = false;
         if observed.is_none() && recorded.as_ref().is_none_or(|r| r.physical_id.is_none()) {
-            let mut found = spec.adopt(&self.ctx, id).await?;
+            let mut found = self.find_adoptable(node.kind, spec.as_ref(), id).await?;
             if found.len() > 1 {
                 let ids: Vec<_> = found.iter().map(|o| o.physical_id.clone()).collect();
                 self.progress.note(&format!(
@@ -391,18 +437,13 @@ impl Engine {
     /// Records every tagged resource of the stack that the state does not know, so the
     /// destroy removes resources from lost states and crashed runs too.
     async fn sweep(&self) -> Result<()> {
-        let found: Vec<(Kind, Vec<(String, String)>)> = stream::iter(Kind::ALL)
-            .map(|kind| async move { kind.inventory(&self.ctx).await.map(|found| (kind, found)) })
-            .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+        let found = self.inventory(Kind::ALL.into_iter().filter(|k| k.is_taggable())).await?;
         let state = self.store.snapshot();
         let known: std::collections::BTreeSet<&str> =
             state.resources.values().filter_map(|r| r.physical_id.as_deref()).collect();
         for (kind, found) in found {
-            for (logical, pid) in found.into_iter().filter(|(_, pid)| !known.contains(pid.as_str())) {
+            let found = found.into_iter().map(|(logical, o)| (logical, o.physical_id));
+            for (logical, pid) in found.filter(|(_, pid)| !known.contains(pid.as_str())) {
                 let key = match state.resources.get(&logical) {
                     // An intent whose create returned but was never recorded: this is it.
                     Some(r) if r.physical_id.is_none() && r.kind == kind.as_str() => logical,

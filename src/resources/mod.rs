@@ -312,20 +312,35 @@ impl Kind {
         })
     }
 
-    /// Every live resource of this kind carrying the stack's tag, as (logical id, physical
-    /// id). Untaggable kinds (routes, associations) go with their route table.
-    pub async fn inventory(self, ctx: &Ctx) -> Result<Vec<(String, String)>, AwsError> {
+    /// Every live resource of this kind carrying the stack's tag, with the logical id its
+    /// tag names. Untaggable kinds (routes, associations) go with their route table.
+    pub async fn inventory(self, ctx: &Ctx) -> Result<Vec<(String, Observed)>, AwsError> {
         use network::*;
-        match self {
-            Kind::Vpc => vpc::inventory(ctx).await,
-            Kind::InternetGateway => internet_gateway::inventory(ctx).await,
-            Kind::Subnet => subnet::inventory(ctx).await,
-            Kind::ElasticIp => elastic_ip::inventory(ctx).await,
-            Kind::NatGateway => nat_gateway::inventory(ctx).await,
-            Kind::RouteTable => route_table::inventory(ctx).await,
-            Kind::SecurityGroup => security_group::inventory(ctx).await,
-            Kind::Route | Kind::RouteTableAssociation => Ok(Vec::new()),
+        fn tagged<R: Resource>(
+            found: Vec<R::Observed>,
+            tags: impl Fn(&R::Observed) -> &BTreeMap<String, String>,
+        ) -> Vec<(String, Observed)> {
+            found.into_iter().map(|o| (logical_id_of(tags(&o)), erase::<R>(o))).collect()
         }
+        Ok(match self {
+            Kind::Vpc => tagged::<vpc::VpcSpec>(vpc::inventory(ctx).await?, |o| &o.tags),
+            Kind::InternetGateway => {
+                tagged::<internet_gateway::InternetGatewaySpec>(internet_gateway::inventory(ctx).await?, |o| &o.tags)
+            }
+            Kind::Subnet => tagged::<subnet::SubnetSpec>(subnet::inventory(ctx).await?, |o| &o.tags),
+            Kind::ElasticIp => tagged::<elastic_ip::ElasticIpSpec>(elastic_ip::inventory(ctx).await?, |o| &o.tags),
+            Kind::NatGateway => tagged::<nat_gateway::NatGatewaySpec>(nat_gateway::inventory(ctx).await?, |o| &o.tags),
+            Kind::RouteTable => tagged::<route_table::RouteTableSpec>(route_table::inventory(ctx).await?, |o| &o.tags),
+            Kind::SecurityGroup => {
+                tagged::<security_group::SecurityGroupSpec>(security_group::inventory(ctx).await?, |o| &o.tags)
+            }
+            Kind::Route | Kind::RouteTableAssociation => Vec::new(),
+        })
+    }
+
+    /// Whether resources of this kind carry the stack's tags (and so show in `inventory`).
+    pub fn is_taggable(self) -> bool {
+        !matches!(self, Kind::Route | Kind::RouteTableAssociation)
     }
 }
 

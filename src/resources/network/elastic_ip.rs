@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{DomainType, Filter, ResourceType};
 
-use super::{has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
+use super::{has_stack_tags, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
 use crate::resources::{Ctx, Diff, Resource, StackTags};
 
@@ -64,8 +64,9 @@ async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<ElasticI
     Ok(resp.addresses().iter().map(observe).filter(|o| has_stack_tags(&o.tags, &ctx.stack, logical_id)).collect())
 }
 
-pub async fn inventory(ctx: &Ctx) -> Result<Vec<(String, String)>, AwsError> {
-    Ok(find_tagged(ctx, None).await?.into_iter().map(|a| (logical_id_of(&a.tags), a.allocation_id)).collect())
+/// Every live elastic ip carrying the stack's tag.
+pub async fn inventory(ctx: &Ctx) -> Result<Vec<ElasticIp>, AwsError> {
+    find_tagged(ctx, None).await
 }
 
 /// Releasing an address still associated with a NAT gateway fails (AuthFailure /

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{Filter, ResourceType};
 
-use super::{has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
+use super::{has_stack_tags, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
 use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
 
@@ -71,8 +71,9 @@ async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<Internet
     Ok(resp.internet_gateways().iter().map(observe).filter(|o| has_stack_tags(&o.tags, &ctx.stack, logical_id)).collect())
 }
 
-pub async fn inventory(ctx: &Ctx) -> Result<Vec<(String, String)>, AwsError> {
-    Ok(find_tagged(ctx, None).await?.into_iter().map(|g| (logical_id_of(&g.tags), g.id)).collect())
+/// Every live internet gateway carrying the stack's tag.
+pub async fn inventory(ctx: &Ctx) -> Result<Vec<InternetGateway>, AwsError> {
+    find_tagged(ctx, None).await
 }
 
 /// Detaches from every VPC, then deletes. Detaching while the VPC still has public

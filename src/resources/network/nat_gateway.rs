@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::{Filter, NatGatewayState, ResourceType};
 
-use super::{has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
+use super::{has_stack_tags, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
 use crate::resources::{compare, wait_until, Ctx, Diff, Poll, Resource, StackTags};
 
@@ -92,8 +92,9 @@ async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<NatGatew
     Ok(resp.nat_gateways().iter().map(observe).filter(|o| is_live(o) && has_stack_tags(&o.tags, &ctx.stack, logical_id)).collect())
 }
 
-pub async fn inventory(ctx: &Ctx) -> Result<Vec<(String, String)>, AwsError> {
-    Ok(find_tagged(ctx, None).await?.into_iter().map(|n| (logical_id_of(&n.tags), n.id)).collect())
+/// Every live nat gateway carrying the stack's tag.
+pub async fn inventory(ctx: &Ctx) -> Result<Vec<NatGateway>, AwsError> {
+    find_tagged(ctx, None).await
 }
 
 /// Deletes and waits until `deleted`: only then are the Elastic IP and the subnet free.

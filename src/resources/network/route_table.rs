@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{Filter, ResourceType};
 
-use super::{has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
+use super::{has_stack_tags, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
 use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
 
@@ -83,8 +83,9 @@ async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<RouteTab
     Ok(resp.route_tables().iter().map(observe).filter(|o| has_stack_tags(&o.tags, &ctx.stack, logical_id)).collect())
 }
 
-pub async fn inventory(ctx: &Ctx) -> Result<Vec<(String, String)>, AwsError> {
-    Ok(find_tagged(ctx, None).await?.into_iter().map(|t| (logical_id_of(&t.tags), t.id)).collect())
+/// Every live route table carrying the stack's tag.
+pub async fn inventory(ctx: &Ctx) -> Result<Vec<RouteTable>, AwsError> {
+    find_tagged(ctx, None).await
 }
 
 /// Disassociates every subnet first: DeleteRouteTable fails with DependencyViolation while

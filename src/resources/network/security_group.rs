@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, UserIdGroupPair};
 
-use super::{has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
+use super::{has_stack_tags, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
 use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
 
@@ -141,9 +141,9 @@ async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<Security
     Ok(resp.security_groups().iter().map(observe).filter(|o| has_stack_tags(&o.tags, &ctx.stack, logical_id)).collect())
 }
 
-pub async fn inventory(ctx: &Ctx) -> Result<Vec<(String, String)>, AwsError> {
-    let found = find_tagged(ctx, None).await?;
-    Ok(found.into_iter().map(|g| (logical_id_of(&g.tags), g.id)).collect())
+/// Every live security group carrying the stack's tag.
+pub async fn inventory(ctx: &Ctx) -> Result<Vec<SecurityGroup>, AwsError> {
+    find_tagged(ctx, None).await
 }
 
 /// Fails with DependencyViolation while a network interface (ALB, task, Aurora) or

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{Filter, ResourceType};
 
-use super::{ec2_bool, has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
+use super::{ec2_bool, has_stack_tags, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
 use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
 
@@ -73,8 +73,9 @@ async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<Subnet>,
     Ok(resp.subnets().iter().map(observe).filter(|o| has_stack_tags(&o.tags, &ctx.stack, logical_id)).collect())
 }
 
-pub async fn inventory(ctx: &Ctx) -> Result<Vec<(String, String)>, AwsError> {
-    Ok(find_tagged(ctx, None).await?.into_iter().map(|s| (logical_id_of(&s.tags), s.id)).collect())
+/// Every live subnet carrying the stack's tag.
+pub async fn inventory(ctx: &Ctx) -> Result<Vec<Subnet>, AwsError> {
+    find_tagged(ctx, None).await
 }
 
 pub async fn delete_subnet(ctx: &Ctx, id: &str) -> Result<(), AwsError> {

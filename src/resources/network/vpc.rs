@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{Filter, ResourceType, VpcAttributeName};
 
-use super::{ec2_bool, has_stack_tags, logical_id_of, put_tags, stack_filters, tag_map, tag_spec};
+use super::{ec2_bool, has_stack_tags, put_tags, stack_filters, tag_map, tag_spec};
 use crate::aws::{aws_error, AwsError};
 use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
 
@@ -92,8 +92,13 @@ async fn find_tagged(ctx: &Ctx, logical_id: Option<&str>) -> Result<Vec<(String,
     Ok(found.into_iter().filter(|(_, _, tags)| has_stack_tags(tags, &ctx.stack, logical_id)).collect())
 }
 
-pub async fn inventory(ctx: &Ctx) -> Result<Vec<(String, String)>, AwsError> {
-    Ok(find_tagged(ctx, None).await?.into_iter().map(|(id, _, tags)| (logical_id_of(&tags), id)).collect())
+/// Every VPC carrying the stack's tag, with its DNS attributes.
+pub async fn inventory(ctx: &Ctx) -> Result<Vec<Vpc>, AwsError> {
+    let mut out = Vec::new();
+    for v in find_tagged(ctx, None).await? {
+        out.push(complete(ctx, v).await?);
+    }
+    Ok(out)
 }
 
 /// Deleting a VPC with subnets, gateways or security groups left fails with
