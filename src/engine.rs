@@ -40,8 +40,10 @@ pub struct Engine {
     prefetched: Mutex<HashMap<(Kind, String), Option<Observed>>>,
     /// Tagged resources by (kind, logical id) from one scan per kind; `(kind, None)` marks
     /// a scanned kind.
-    adoptable: Mutex<HashMap<(Kind, Option<String>), Vec<Observed>>>,
+    adoptable: Mutex<Adoptable>,
 }
+
+type Adoptable = HashMap<(Kind, Option<String>), Vec<Observed>>;
 
 /// What a run did, for the closing summary line.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -79,6 +81,18 @@ pub enum Health {
     Orphaned,
 }
 
+/// Runs `f` over `items`, at most `concurrency` at once; the first error wins.
+async fn in_parallel<I: IntoIterator, T, Fut>(
+    concurrency: usize,
+    items: I,
+    f: impl FnMut(I::Item) -> Fut,
+) -> Result<Vec<T>, AwsError>
+where
+    Fut: std::future::Future<Output = Result<T, AwsError>>,
+{
+    stream::iter(items).map(f).buffer_unordered(concurrency).collect::<Vec<_>>().await.into_iter().collect()
+}
+
 impl Engine {
     pub fn new(ctx: Ctx, store: Arc<StateStore>, stack: Stack, progress: Progress) -> Engine {
         Engine { ctx, store, stack, progress, concurrency: DEFAULT_CONCURRENCY, tally: Mutex::new(Tally::default()), prefetched: Mutex::default(), adoptable: Mutex::default() }
@@ -106,13 +120,10 @@ impl Engine {
                 by_kind.entry(kind).or_default().push(pid);
             }
         }
-        let found: Vec<(Kind, Vec<String>, Vec<Observed>)> = stream::iter(by_kind)
-            .map(|(kind, ids)| async move { kind.find_many(&self.ctx, &ids).await.map(|found| (kind, ids, found)) })
-            .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+        let found = in_parallel(self.concurrency, by_kind, |(kind, ids)| async move {
+            kind.find_many(&self.ctx, &ids).await.map(|found| (kind, ids, found))
+        })
+        .await?;
         let mut prefetched = self.prefetched.lock().unwrap();
         for (kind, ids, observations) in found {
             for id in ids {
@@ -127,13 +138,7 @@ impl Engine {
 
     /// The stack's tagged resources of `kinds`, one call per kind, in parallel.
     async fn inventory(&self, kinds: impl Iterator<Item = Kind>) -> Result<Vec<(Kind, Vec<(String, Observed)>)>, AwsError> {
-        stream::iter(kinds)
-            .map(|kind| async move { kind.inventory(&self.ctx).await.map(|found| (kind, found)) })
-            .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect()
+        in_parallel(self.concurrency, kinds, |kind| async move { kind.inventory(&self.ctx).await.map(|found| (kind, found)) }).await
     }
 
     /// For the kinds with desired resources that have no recorded id, reads the stack's
@@ -160,12 +165,16 @@ impl Engine {
 
     /// Resources carrying `id`'s tags: from the scan when it covered the kind.
     async fn find_adoptable(&self, kind: Kind, spec: &dyn DynResource, id: &str) -> Result<Vec<Observed>, AwsError> {
-        let mut adoptable = self.adoptable.lock().unwrap();
-        if adoptable.contains_key(&(kind, None)) {
-            return Ok(adoptable.remove(&(kind, Some(id.to_string()))).unwrap_or_default());
+        let scanned = {
+            let mut adoptable = self.adoptable.lock().unwrap();
+            adoptable
+                .contains_key(&(kind, None))
+                .then(|| adoptable.remove(&(kind, Some(id.to_string()))).unwrap_or_default())
+        };
+        match scanned {
+            Some(found) => Ok(found),
+            None => spec.adopt(&self.ctx, id).await,
         }
-        drop(adoptable);
-        spec.adopt(&self.ctx, id).await
     }
 
     /// The first read of a recorded resource: from the prefetch when it has it.
@@ -346,7 +355,7 @@ impl Engine {
     where
         Fut: std::future::Future<Output = Result<T, AwsError>> + 'a,
     {
-        stream::iter(self.stack.nodes.values()).map(read).buffer_unordered(self.concurrency).collect::<Vec<_>>().await.into_iter().collect()
+        in_parallel(self.concurrency, self.stack.nodes.values(), read).await
     }
 
     /// Resources in the state that the desired stack no longer has: `up` deletes them.

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Progress {
-    bars: Option<(MultiProgress, Mutex<HashMap<String, (ProgressBar, Instant)>>)>,
+    /// Spinners by resource, on a terminal only.
+    bars: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
     started: Mutex<HashMap<String, Instant>>,
     verbose: bool,
 }
@@ -24,17 +25,16 @@ impl Progress {
 
     /// A resource starts a step (`creating`, `waiting for available`, `deleting`, ...).
     pub fn step(&self, id: &str, what: &str) {
-        let now = Instant::now();
-        let since = *self.started.lock().unwrap().entry(id.to_string()).or_insert(now);
+        self.started.lock().unwrap().entry(id.to_string()).or_insert_with(Instant::now);
         match &self.bars {
             Some((multi, bars)) => {
                 let mut bars = bars.lock().unwrap();
-                let (bar, _) = bars.entry(id.to_string()).or_insert_with(|| {
+                let bar = bars.entry(id.to_string()).or_insert_with(|| {
                     let bar = multi.add(ProgressBar::new_spinner());
                     bar.set_style(ProgressStyle::with_template("{spinner} {prefix:<32} {msg} ({elapsed})").unwrap());
                     bar.set_prefix(id.to_string());
                     bar.enable_steady_tick(Duration::from_millis(120));
-                    (bar, since)
+                    bar
                 });
                 bar.set_message(what.to_string());
             }
@@ -71,7 +71,7 @@ impl Progress {
     fn finish_line(&self, id: &str, line: &str, quiet: bool) {
         match &self.bars {
             Some((multi, bars)) => {
-                if let Some((bar, _)) = bars.lock().unwrap().remove(id) {
+                if let Some(bar) = bars.lock().unwrap().remove(id) {
                     bar.finish_and_clear();
                     multi.remove(&bar);
                 }
