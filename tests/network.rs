@@ -287,3 +287,67 @@ async fn a_failure_skips_only_its_dependants_keeps_the_rest_and_the_next_up_comp
     assert_eq!(inventory(&ec2(&moto).await).await, full_inventory());
     assert_ok(&project.infra(&["status"]));
 }
+
+/// A TCP proxy to `upstream` that holds every chunk the client sends for `delay`, so each
+/// AWS request takes a realistic round trip and a run lasts long enough to interrupt.
+fn slow_proxy(upstream: &str, delay: std::time::Duration) -> String {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&upstream) else { continue };
+            let pipe = |mut from: TcpStream, mut to: TcpStream, pause: bool| {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        if pause {
+                            std::thread::sleep(delay);
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            };
+            pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), true);
+            pipe(server, client, false);
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_mid_up_stops_starting_work_saves_state_and_the_next_up_completes() {
+    let moto = Moto::start();
+    let slow = Project::at(&slow_proxy(&moto.endpoint, std::time::Duration::from_millis(40)));
+    let mut child = slow.command(&["up"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Interrupt once the run is under way (the call log grows as calls return).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(slow.call_log()).unwrap_or_default().lines().count() < 12 {
+        assert!(std::time::Instant::now() < deadline, "up never got going");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(stderr.contains("not started"), "{stderr}");
+
+    // The state is whole, partial, and unlocked: the next run takes it over and converges
+    // with exactly one of everything.
+    let state = slow.state();
+    let recorded = state["resources"].as_object().unwrap().len();
+    assert!(recorded > 0 && recorded < 26, "interrupt came too late or too early: {recorded} recorded");
+    assert_ok(&slow.infra(&["up"]));
+    assert_eq!(inventory(&ec2(&moto).await).await, full_inventory());
+    assert_ok(&slow.infra(&["status"]));
+}

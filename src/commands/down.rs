@@ -22,8 +22,9 @@ pub async fn run(cli: &Cli, settings: &Settings, yes: bool) -> Result<u8> {
             return Ok(1);
         }
     }
+    let interrupted = interrupt_channel();
     let session = Session::open(cli, settings, false).await?;
-    let outcome = session.engine.destroy(interrupt_channel()).await?;
+    let outcome = session.engine.destroy(interrupted).await?;
     let code = report_outcome(outcome, "down", session.engine.store.path());
     session.summary(cli, "down");
     Ok(code)

@@ -6,8 +6,10 @@ use crate::config::Settings;
 
 /// Converges the stack without a prompt.
 pub async fn run(cli: &Cli, settings: &Settings) -> Result<u8> {
+    // Installed first, so a Ctrl-C at any point takes the graceful path.
+    let interrupted = interrupt_channel();
     let session = Session::open(cli, settings, true).await?;
-    let outcome = session.engine.apply(interrupt_channel()).await?;
+    let outcome = session.engine.apply(interrupted).await?;
     let code = report_outcome(outcome, "up", session.engine.store.path());
     session.summary(cli, "up");
     Ok(code)
