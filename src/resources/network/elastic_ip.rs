@@ -29,13 +29,7 @@ fn observe(a: &aws_sdk_ec2::types::Address) -> ElasticIp {
 }
 
 pub async fn find_elastic_ip_by_id(ctx: &Ctx, id: &str) -> Result<Option<ElasticIp>, AwsError> {
-    match ctx.ec2().await.describe_addresses().allocation_ids(id).send().await {
-        Ok(resp) => Ok(resp.addresses().first().map(observe)),
-        Err(e) => match aws_error("DescribeAddresses", id, e) {
-            e if e.is_not_found() => Ok(None),
-            e => Err(e),
-        },
-    }
+    Ok(find_elastic_ips(ctx, &[id.to_string()]).await?.into_iter().next())
 }
 
 /// Many addresses in one call (a filter, so an id that is gone is simply absent).

@@ -37,13 +37,7 @@ fn observe(g: &aws_sdk_ec2::types::InternetGateway) -> InternetGateway {
 }
 
 pub async fn find_internet_gateway_by_id(ctx: &Ctx, id: &str) -> Result<Option<InternetGateway>, AwsError> {
-    match ctx.ec2().await.describe_internet_gateways().internet_gateway_ids(id).send().await {
-        Ok(resp) => Ok(resp.internet_gateways().first().map(observe)),
-        Err(e) => match aws_error("DescribeInternetGateways", id, e) {
-            e if e.is_not_found() => Ok(None),
-            e => Err(e),
-        },
-    }
+    Ok(find_internet_gateways(ctx, &[id.to_string()]).await?.into_iter().next())
 }
 
 /// Many gateways in one call (a filter, so an id that is gone is simply absent).

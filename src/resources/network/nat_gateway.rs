@@ -62,7 +62,7 @@ async fn describe_nat_gateway(ctx: &Ctx, id: &str) -> Result<Option<NatGateway>,
 }
 
 pub async fn find_nat_gateway_by_id(ctx: &Ctx, id: &str) -> Result<Option<NatGateway>, AwsError> {
-    Ok(describe_nat_gateway(ctx, id).await?.filter(is_live))
+    Ok(find_nat_gateways(ctx, &[id.to_string()]).await?.into_iter().next())
 }
 
 /// Many gateways in one call (a filter, so an id that is gone is simply absent).

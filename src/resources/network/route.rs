@@ -1,7 +1,7 @@
 //! Default routes: public → internet gateway, ecs → NAT gateway. Not taggable; the
 //! physical id is `<route table id>|<destination>`, which is also how it is adopted.
 
-use super::route_table::{describe_route_table, describe_route_tables};
+use super::route_table::describe_route_tables;
 use crate::aws::{aws_error, AwsError};
 use crate::resources::{compare, Ctx, Diff, Resource};
 
@@ -44,9 +44,7 @@ fn split_id(id: &str) -> (&str, &str) {
 }
 
 pub async fn find_route_by_id(ctx: &Ctx, id: &str) -> Result<Option<Route>, AwsError> {
-    let (table_id, destination) = split_id(id);
-    let Some(table) = describe_route_table(ctx, table_id).await? else { return Ok(None) };
-    Ok(table.routes().iter().find(|r| r.destination_cidr_block() == Some(destination)).map(|r| observe(table_id, r)))
+    Ok(find_routes(ctx, &[id.to_string()]).await?.into_iter().next())
 }
 
 fn observe(table_id: &str, r: &aws_sdk_ec2::types::Route) -> Route {

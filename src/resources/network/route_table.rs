@@ -38,19 +38,8 @@ fn observe(t: &aws_sdk_ec2::types::RouteTable) -> RouteTable {
     }
 }
 
-/// The raw route table, routes included; routes and associations read through it.
-pub async fn describe_route_table(ctx: &Ctx, id: &str) -> Result<Option<aws_sdk_ec2::types::RouteTable>, AwsError> {
-    match ctx.ec2().await.describe_route_tables().route_table_ids(id).send().await {
-        Ok(resp) => Ok(resp.route_tables().first().cloned()),
-        Err(e) => match aws_error("DescribeRouteTables", id, e) {
-            e if e.is_not_found() => Ok(None),
-            e => Err(e),
-        },
-    }
-}
-
 pub async fn find_route_table_by_id(ctx: &Ctx, id: &str) -> Result<Option<RouteTable>, AwsError> {
-    Ok(describe_route_table(ctx, id).await?.as_ref().map(observe))
+    Ok(find_route_tables(ctx, &[id.to_string()]).await?.into_iter().next())
 }
 
 /// Many raw route tables in one call (a filter, so an id that is gone is simply absent);

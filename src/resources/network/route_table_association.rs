@@ -48,8 +48,7 @@ async fn find_by_filter(ctx: &Ctx, filter: Filter, what: &str) -> Result<Vec<Rou
 }
 
 pub async fn find_route_table_association_by_id(ctx: &Ctx, id: &str) -> Result<Option<RouteTableAssociation>, AwsError> {
-    let filter = Filter::builder().name("association.route-table-association-id").values(id).build();
-    Ok(find_by_filter(ctx, filter, id).await?.into_iter().next())
+    Ok(find_route_table_associations(ctx, &[id.to_string()]).await?.into_iter().next())
 }
 
 /// Many associations in one call.

@@ -105,13 +105,7 @@ fn observe(g: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup {
 }
 
 pub async fn find_security_group_by_id(ctx: &Ctx, id: &str) -> Result<Option<SecurityGroup>, AwsError> {
-    match ctx.ec2().await.describe_security_groups().group_ids(id).send().await {
-        Ok(resp) => Ok(resp.security_groups().first().map(observe)),
-        Err(e) => match aws_error("DescribeSecurityGroups", id, e) {
-            e if e.is_not_found() => Ok(None),
-            e => Err(e),
-        },
-    }
+    Ok(find_security_groups(ctx, &[id.to_string()]).await?.into_iter().next())
 }
 
 /// Many groups in one call (a filter, so an id that is gone is simply absent).

@@ -39,13 +39,7 @@ fn observe(s: &aws_sdk_ec2::types::Subnet) -> Subnet {
 }
 
 pub async fn find_subnet_by_id(ctx: &Ctx, id: &str) -> Result<Option<Subnet>, AwsError> {
-    match ctx.ec2().await.describe_subnets().subnet_ids(id).send().await {
-        Ok(resp) => Ok(resp.subnets().first().map(observe)),
-        Err(e) => match aws_error("DescribeSubnets", id, e) {
-            e if e.is_not_found() => Ok(None),
-            e => Err(e),
-        },
-    }
+    Ok(find_subnets(ctx, &[id.to_string()]).await?.into_iter().next())
 }
 
 /// Many subnets in one call (a filter, so an id that is gone is simply absent).

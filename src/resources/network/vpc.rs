@@ -65,15 +65,7 @@ async fn complete(ctx: &Ctx, (id, cidr, tags): (String, String, BTreeMap<String,
 }
 
 pub async fn find_vpc_by_id(ctx: &Ctx, id: &str) -> Result<Option<Vpc>, AwsError> {
-    let req = ctx.ec2().await.describe_vpcs().vpc_ids(id);
-    match describe_vpcs(req, id).await {
-        Ok(found) => match found.into_iter().next() {
-            Some(v) => Ok(Some(complete(ctx, v).await?)),
-            None => Ok(None),
-        },
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
+    Ok(find_vpcs(ctx, &[id.to_string()]).await?.into_iter().next())
 }
 
 /// Many VPCs with their DNS attributes (a filter, so an id that is gone is simply absent).
