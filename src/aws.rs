@@ -3,18 +3,22 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef, InterceptorContext,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction, RetryClassifierPriority};
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -43,6 +47,7 @@ impl Aws {
             loader = loader.region(aws_config::Region::new(region.to_string()));
         }
         let sdk = loader.load().await;
+        check_credentials(&sdk).await?;
         let region = sdk
             .region()
             .map(|r| r.to_string())
@@ -52,6 +57,21 @@ impl Aws {
             aws_sdk_ec2::config::Builder::from(&sdk).interceptor(RecordingInterceptor(recorder.clone())).build(),
         );
         Ok(Aws { ec2, recorder, limits: Arc::new(RateLimits::aws_defaults()), region })
+    }
+}
+
+/// Resolves the credential chain once up front, so a machine without credentials gets one
+/// readable line instead of a dispatch failure from the first call.
+async fn check_credentials(sdk: &aws_config::SdkConfig) -> anyhow::Result<()> {
+    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+    let hint = format!(
+        "no AWS credentials found (tried environment, profile \"{profile}\", SSO, web identity, container and instance metadata); set AWS_PROFILE or run aws configure"
+    );
+    let Some(provider) = sdk.credentials_provider() else { anyhow::bail!(hint) };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(aws_credential_types::provider::error::CredentialsError::CredentialsNotLoaded(_)) => anyhow::bail!(hint),
+        Err(e) => anyhow::bail!("loading AWS credentials (profile \"{profile}\"): {}", aws_smithy_types::error::display::DisplayErrorContext(&e)),
     }
 }
 
@@ -241,6 +261,8 @@ pub enum ErrorClass {
     DependencyViolation,
     Retryable,
     Timeout,
+    /// A create met its own earlier attempt (or a resource with the same unique key).
+    AlreadyExists,
     Fatal,
 }
 
@@ -282,19 +304,18 @@ impl AwsError {
     }
 }
 
-/// Classifies an SDK error. EC2 does not model its error shapes, so the code string from
-/// the error metadata is the typed information there is.
-pub fn aws_error<E, R>(operation: &'static str, resource: impl Into<String>, err: SdkError<E, R>) -> AwsError
+/// Classifies an SDK error by its code (EC2's query protocol models no error shapes, so the
+/// code in the error metadata is the typed information there is) and its HTTP status.
+pub fn aws_error<E>(operation: &'static str, resource: impl Into<String>, err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: fmt::Debug,
 {
     let resource = resource.into();
     match &err {
         SdkError::ServiceError(service) => {
             let e = service.err();
             let code = e.code().map(str::to_string);
-            let class = classify_code(code.as_deref().unwrap_or(""));
+            let class = classify(code.as_deref().unwrap_or(""), service.raw().status().as_u16());
             AwsError {
                 operation,
                 resource,
@@ -304,11 +325,12 @@ where
                 class,
             }
         }
+        // The request may or may not have reached AWS: a create must look before it repeats.
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => AwsError {
             operation,
             resource,
             code: None,
-            message: format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+            message: transport_message(&err),
             request_id: None,
             class: ErrorClass::Retryable,
         },
@@ -316,25 +338,90 @@ where
             operation,
             resource,
             code: None,
-            message: format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+            message: transport_message(&err),
             request_id: None,
             class: ErrorClass::Fatal,
         },
     }
 }
 
-pub fn classify_code(code: &str) -> ErrorClass {
-    if code.ends_with(".NotFound")
-        || code.ends_with("NotFound")
-        || code.ends_with("NotFoundException")
-        || code == "NoSuchEntity"
-        || code == "NoSuchBucket"
-        || code == "InvalidAllocationID.NotFound"
-    {
+/// The innermost cause of a transport failure, on one line ("connection refused"), never
+/// the error's `Debug` form.
+fn transport_message<E: std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> String {
+    let kind = match err {
+        SdkError::TimeoutError(_) => "timed out",
+        SdkError::DispatchFailure(_) => "request failed",
+        SdkError::ResponseError(_) => "response could not be read",
+        SdkError::ConstructionFailure(_) => "request could not be built",
+        _ => "failed",
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    let mut innermost = None;
+    while let Some(e) = source {
+        innermost = Some(e.to_string());
+        source = e.source();
+    }
+    match innermost {
+        Some(cause) => format!("{kind}: {cause}"),
+        None => kind.to_string(),
+    }
+}
+
+/// Throttling: the request was refused before any work was done, so repeating it is safe.
+pub const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+    "EC2ThrottledException",
+    "PriorRequestNotComplete",
+];
+
+/// The one table of error codes that decide what the engine does, for the services whose
+/// SDK has no typed error for them (EC2's query protocol models none).
+const CODE_CLASSES: &[(&str, ErrorClass)] = &[
+    // Gone: a delete is done, a read says None.
+    ("InvalidAllocationID.NotFound", ErrorClass::NotFound),
+    ("InvalidAssociationID.NotFound", ErrorClass::NotFound),
+    ("InvalidRoute.NotFound", ErrorClass::NotFound),
+    ("InvalidPermission.NotFound", ErrorClass::NotFound),
+    ("NatGatewayNotFound", ErrorClass::NotFound),
+    ("NoSuchEntity", ErrorClass::NotFound),
+    ("NoSuchBucket", ErrorClass::NotFound),
+    // Something still uses it: wait, then delete again.
+    ("DependencyViolation", ErrorClass::DependencyViolation),
+    ("InvalidIPAddress.InUse", ErrorClass::DependencyViolation),
+    ("InvalidNetworkInterface.InUse", ErrorClass::DependencyViolation),
+    ("ResourceInUse", ErrorClass::DependencyViolation),
+    // What a repeat of our own create meets: look it up and verify it is ours.
+    ("InvalidSubnet.Conflict", ErrorClass::AlreadyExists),
+    ("InvalidGroup.Duplicate", ErrorClass::AlreadyExists),
+    ("InvalidPermission.Duplicate", ErrorClass::AlreadyExists),
+    ("Resource.AlreadyAssociated", ErrorClass::AlreadyExists),
+    ("RouteAlreadyExists", ErrorClass::AlreadyExists),
+    ("InvalidVpcID.Conflict", ErrorClass::AlreadyExists),
+    // AWS failed, maybe after doing the work.
+    ("InternalError", ErrorClass::Retryable),
+    ("InternalFailure", ErrorClass::Retryable),
+    ("ServiceUnavailable", ErrorClass::Retryable),
+    ("Unavailable", ErrorClass::Retryable),
+];
+
+pub fn classify(code: &str, http_status: u16) -> ErrorClass {
+    if let Some((_, class)) = CODE_CLASSES.iter().find(|(c, _)| *c == code) {
+        return *class;
+    }
+    if THROTTLING_CODES.contains(&code) {
+        ErrorClass::Retryable
+    } else if code.ends_with(".NotFound") || code.ends_with("NotFound") || code.ends_with("NotFoundException") {
         ErrorClass::NotFound
-    } else if code == "DependencyViolation" || code == "ResourceInUse" || code == "InvalidNetworkInterface.InUse" {
-        ErrorClass::DependencyViolation
-    } else if code.contains("Throttl") || code == "RequestLimitExceeded" || code == "TooManyRequestsException" {
+    } else if code.ends_with(".Duplicate") || code.ends_with("AlreadyExists") || code.ends_with("AlreadyExistsException") {
+        ErrorClass::AlreadyExists
+    } else if http_status >= 500 {
         ErrorClass::Retryable
     } else {
         // AccessDenied, UnauthorizedOperation and everything unknown: never "missing".
@@ -342,18 +429,78 @@ pub fn classify_code(code: &str) -> ErrorClass {
     }
 }
 
+/// A retry classifier for creates whose repeat would make a second resource: throttling is
+/// left to the SDK's retry (nothing was done), every other failure — a 5xx, a timeout, a
+/// dropped connection, after which AWS may have done the work — is returned to the engine,
+/// which looks the resource up by its tags or key before it tries again.
+pub struct NoBlindRetry<E>(PhantomData<fn() -> E>);
+
+impl<E> fmt::Debug for NoBlindRetry<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NoBlindRetry")
+    }
+}
+
+impl<E> ClassifyRetry for NoBlindRetry<E>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(Err(err)) = ctx.output_or_error() else { return RetryAction::NoActionIndicated };
+        let code = err.as_operation_error().and_then(|e| e.downcast_ref::<E>()).and_then(|e| e.code());
+        if code.is_some_and(|c| THROTTLING_CODES.contains(&c)) {
+            RetryAction::NoActionIndicated
+        } else {
+            RetryAction::RetryForbidden
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "infra-no-blind-retry"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
+    }
+}
+
+/// `.customize().no_blind_retry()` on a create call: see [`NoBlindRetry`].
+pub trait SendOnce {
+    fn no_blind_retry(self) -> Self;
+}
+
+macro_rules! send_once_for {
+    ($($sdk:ident),*) => {$(
+        impl<T, E, B> SendOnce for $sdk::client::customize::CustomizableOperation<T, E, B>
+        where
+            E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        {
+            fn no_blind_retry(self) -> Self {
+                self.config_override($sdk::config::Builder::default().retry_classifier(NoBlindRetry::<E>(PhantomData)))
+            }
+        }
+    )*};
+}
+
+send_once_for!(aws_sdk_ec2);
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn classifies_codes() {
-        assert_eq!(classify_code("InvalidVpcID.NotFound"), ErrorClass::NotFound);
-        assert_eq!(classify_code("InvalidRouteTableID.NotFound"), ErrorClass::NotFound);
-        assert_eq!(classify_code("DependencyViolation"), ErrorClass::DependencyViolation);
-        assert_eq!(classify_code("UnauthorizedOperation"), ErrorClass::Fatal);
-        assert_eq!(classify_code("AccessDenied"), ErrorClass::Fatal);
-        assert_eq!(classify_code("RequestLimitExceeded"), ErrorClass::Retryable);
+        assert_eq!(classify("InvalidVpcID.NotFound", 400), ErrorClass::NotFound);
+        assert_eq!(classify("InvalidRouteTableID.NotFound", 400), ErrorClass::NotFound);
+        assert_eq!(classify("DependencyViolation", 400), ErrorClass::DependencyViolation);
+        assert_eq!(classify("InvalidIPAddress.InUse", 400), ErrorClass::DependencyViolation);
+        assert_eq!(classify("UnauthorizedOperation", 403), ErrorClass::Fatal);
+        assert_eq!(classify("AccessDenied", 403), ErrorClass::Fatal);
+        assert_eq!(classify("RequestLimitExceeded", 503), ErrorClass::Retryable);
+        assert_eq!(classify("InternalError", 500), ErrorClass::Retryable);
+        assert_eq!(classify("SomethingNew", 502), ErrorClass::Retryable);
+        assert_eq!(classify("InvalidPermission.Duplicate", 400), ErrorClass::AlreadyExists);
+        assert_eq!(classify("Resource.AlreadyAssociated", 400), ErrorClass::AlreadyExists);
     }
 
     #[test]

@@ -17,8 +17,8 @@ use tokio::sync::watch;
 use crate::aws::{AwsError, ErrorClass};
 use crate::graph::{self, Outcome};
 use crate::progress::Progress;
-use crate::resources::{Ctx, Diff, DynResource, FieldChange, Kind, Observed, Poll};
-use crate::stack::{destroy_dag, Node, Refs, Stack, UNKNOWN};
+use crate::resources::{Ctx, Diff, DynResource, FieldChange, Kind, Lifecycle, Observed, Poll};
+use crate::stack::{destroy_dag, Known, Node, Refs, Stack, UNKNOWN};
 use crate::state::{Phase, ResourceState, State, StateStore};
 
 /// How long a delete keeps retrying DependencyViolation: AWS releases network interfaces
@@ -27,6 +27,17 @@ pub const DEPENDENCY_VIOLATION_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Calls in flight at once across the whole stack.
 pub const DEFAULT_CONCURRENCY: usize = 16;
 
+/// How long a recorded resource that a read does not return is re-read before it counts
+/// as deleted: on AWS a resource created moments ago can be missing from a Describe.
+/// `INFRA_MISSING_GRACE_MS` overrides it (the tests shorten it).
+pub const MISSING_GRACE: Duration = Duration::from_secs(3);
+/// How often a create is tried when AWS fails in a way that may have done the work.
+pub const CREATE_ATTEMPTS: u32 = 5;
+
+fn missing_grace() -> Duration {
+    std::env::var("INFRA_MISSING_GRACE_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis).unwrap_or(MISSING_GRACE)
+}
+
 pub struct Engine {
     pub ctx: Ctx,
     pub store: Arc<StateStore>,
@@ -34,16 +45,49 @@ pub struct Engine {
     pub progress: Progress,
     pub concurrency: usize,
     tally: Mutex<Tally>,
-    /// First reads of the recorded resources, one batched call per kind at the start of a
-    /// run: `None` for a resource known to be gone. Each entry serves one read only; every
-    /// read after a change goes to AWS.
-    prefetched: Mutex<HashMap<(Kind, String), Option<Observed>>>,
-    /// Tagged resources by (kind, logical id) from one scan per kind; `(kind, None)` marks
-    /// a scanned kind.
-    adoptable: Mutex<Adoptable>,
+    survey: Mutex<Survey>,
 }
 
-type Adoptable = HashMap<(Kind, Option<String>), Vec<Observed>>;
+/// What one scan of the stack's tagged resources (one call per kind) and one batched read of
+/// the recorded ones (one call per kind) found at the start of a run.
+#[derive(Default)]
+struct Survey {
+    /// First reads of recorded resources, `None` for one that is gone. Each entry serves one
+    /// read only; every read after a change goes to AWS.
+    recorded: HashMap<(Kind, String), Option<Observed>>,
+    /// For a desired resource with no live recorded id: the tagged resources that carry its
+    /// id (more than one only where a create was repeated): one is adopted, the rest deleted.
+    adoptable: HashMap<(Kind, String), Vec<Observed>>,
+    /// Kinds the tag scan covered; adopting the others (untaggable routes and associations)
+    /// asks AWS by their key.
+    scanned: std::collections::BTreeSet<Kind>,
+    /// Live resources with the stack's tags that no desired resource keeps.
+    extras: Vec<Extra>,
+}
+
+/// A live resource carrying the stack's tags that `up` deletes.
+#[derive(Debug, Clone)]
+pub struct Extra {
+    pub logical_id: String,
+    pub kind: Kind,
+    pub physical_id: String,
+    /// For a duplicate, the id of the resource kept in its place.
+    pub duplicate_of: Option<String>,
+}
+
+impl Extra {
+    /// The key it is recorded under until deleted: beside, never over, the one kept.
+    pub fn state_key(&self) -> String {
+        format!("{}#{}", self.logical_id, self.physical_id)
+    }
+
+    fn reason(&self) -> String {
+        match &self.duplicate_of {
+            Some(kept) => format!("a duplicate of {} ({kept}), carrying the same tags", self.logical_id),
+            None => format!("tagged for this stack as {}, which is no longer in the config", self.logical_id),
+        }
+    }
+}
 
 /// What a run did, for the closing summary line.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -63,7 +107,7 @@ pub enum Planned {
     Adopt { physical_id: String },
     Update { changes: Vec<FieldChange> },
     Replace { changes: Vec<FieldChange> },
-    Delete { physical_id: String },
+    Delete { physical_id: String, reason: String },
     NoChange,
 }
 
@@ -77,8 +121,10 @@ pub enum Health {
     Missing,
     /// Desired but never created (or its create never returned).
     NotCreated,
-    /// In state, no longer desired: `up` deletes it.
+    /// In state (or tagged for the stack), no longer desired: `up` deletes it.
     Orphaned,
+    /// A second live resource with the same tags as a desired one: `up` deletes it.
+    Duplicate { duplicate_of: String },
 }
 
 /// Runs `f` over `items`, at most `concurrency` at once; the first error wins.
@@ -93,47 +139,144 @@ where
     stream::iter(items).map(f).buffer_unordered(concurrency).collect::<Vec<_>>().await.into_iter().collect()
 }
 
+/// Of several live resources carrying one logical id, the one to keep: the closest to the
+/// spec (no change, then in-place update, then replace), ties broken by id; the rest are
+/// duplicates. Resources being deleted are never candidates.
+fn choose(spec: &dyn DynResource, candidates: Vec<Observed>) -> Option<(Observed, Vec<Observed>)> {
+    let rank = |o: &Observed| match spec.diff(o) {
+        Diff::NoChange => 0,
+        Diff::Update(_) => 1,
+        Diff::Replace(_) => 2,
+    };
+    let mut live: Vec<(u8, Observed)> =
+        candidates.into_iter().filter(|o| !matches!(o.lifecycle, Lifecycle::Deleting(_))).map(|o| (rank(&o), o)).collect();
+    live.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.physical_id.cmp(&b.1.physical_id)));
+    let mut live = live.into_iter().map(|(_, o)| o);
+    let kept = live.next()?;
+    Some((kept, live.collect()))
+}
+
+/// An error on one line for progress output: its code, else its message.
+fn short(e: &AwsError) -> String {
+    match &e.code {
+        Some(code) => format!("{} answered {code}", e.operation),
+        None => format!("{} {}", e.operation, e.message),
+    }
+}
+
+/// Full jitter: a random delay up to `max`, so parallel retries do not march in step.
+fn jitter(max: Duration) -> Duration {
+    max.mul_f64(rand::random::<f64>())
+}
+
 impl Engine {
     pub fn new(ctx: Ctx, store: Arc<StateStore>, stack: Stack, progress: Progress) -> Engine {
-        Engine { ctx, store, stack, progress, concurrency: DEFAULT_CONCURRENCY, tally: Mutex::new(Tally::default()), prefetched: Mutex::default(), adoptable: Mutex::default() }
+        Engine {
+            ctx,
+            store,
+            stack,
+            progress,
+            concurrency: DEFAULT_CONCURRENCY,
+            tally: Mutex::new(Tally::default()),
+            survey: Mutex::default(),
+        }
     }
 
     pub fn tally(&self) -> Tally {
         self.tally.lock().unwrap().clone()
     }
 
-    fn refs(&self) -> BTreeMap<String, String> {
+    fn refs(&self) -> Known {
         self.store
             .snapshot()
             .resources
             .into_iter()
-            .filter_map(|(id, r)| Some((id, r.physical_id?)))
+            .filter_map(|(id, r)| Some((id, (r.physical_id?, r.attributes))))
             .collect()
     }
 
-    /// Reads every recorded resource with one call per kind (in parallel) instead of one
-    /// or more per resource.
-    async fn prefetch(&self) -> Result<(), AwsError> {
-        let mut by_kind: BTreeMap<Kind, Vec<String>> = BTreeMap::new();
-        for r in self.store.snapshot().resources.into_values() {
-            if let (Some(kind), Some(pid)) = (Kind::parse(&r.kind), r.physical_id) {
-                by_kind.entry(kind).or_default().push(pid);
+    /// Scans the stack's tagged resources (one call per taggable kind) and reads the
+    /// recorded resources the scan did not return (one call per kind), all in parallel.
+    /// Sorts what it finds into: the recorded resources' first reads, one resource to adopt
+    /// per desired id without a live recorded one, and the extras `up` deletes (duplicates
+    /// of a kept resource, and tagged resources no longer desired).
+    async fn survey(&self) -> Result<(), AwsError> {
+        let state = self.store.snapshot();
+        let taggable = Kind::ALL.iter().copied().filter(|k| k.is_taggable());
+        let tagged = self.inventory(taggable).await?;
+
+        let recorded_ids: HashMap<(Kind, String), String> = state
+            .resources
+            .iter()
+            .filter_map(|(id, r)| Some(((Kind::parse(&r.kind)?, r.physical_id.clone()?), id.clone())))
+            .collect();
+        let mut survey = Survey::default();
+        // Tagged resources nobody recorded, by the logical id their tag names.
+        let mut unrecorded: BTreeMap<(Kind, String), Vec<Observed>> = BTreeMap::new();
+        for (kind, found) in tagged {
+            survey.scanned.insert(kind);
+            for (logical, o) in found {
+                let key = (kind, o.physical_id.clone());
+                if recorded_ids.contains_key(&key) {
+                    survey.recorded.insert(key, Some(o));
+                } else if logical != "(untagged)" {
+                    unrecorded.entry((kind, logical)).or_default().push(o);
+                }
             }
         }
-        let found = in_parallel(self.concurrency, by_kind, |(kind, ids)| async move {
+
+        // The recorded resources the scan did not see: untaggable kinds, tags changed out of
+        // band, or gone.
+        let mut unseen: BTreeMap<Kind, Vec<String>> = BTreeMap::new();
+        for (kind, pid) in recorded_ids.keys() {
+            if !survey.recorded.contains_key(&(*kind, pid.clone())) {
+                unseen.entry(*kind).or_default().push(pid.clone());
+            }
+        }
+        let found = in_parallel(self.concurrency, unseen, |(kind, ids)| async move {
             kind.find_many(&self.ctx, &ids).await.map(|found| (kind, ids, found))
         })
         .await?;
-        let mut prefetched = self.prefetched.lock().unwrap();
         for (kind, ids, observations) in found {
             for id in ids {
-                prefetched.insert((kind, id), None);
+                survey.recorded.insert((kind, id), None);
             }
             for o in observations {
-                prefetched.insert((kind, o.physical_id.clone()), Some(o));
+                survey.recorded.insert((kind, o.physical_id.clone()), Some(o));
             }
         }
+
+        for ((kind, logical), candidates) in unrecorded {
+            let desired = self.stack.nodes.get(&logical).is_some_and(|n| n.kind == kind);
+            let live_recorded = state
+                .physical_id(&logical)
+                .filter(|pid| matches!(survey.recorded.get(&(kind, pid.to_string())), Some(Some(_))))
+                .map(str::to_string);
+            match (desired, live_recorded) {
+                // Which one to keep is decided when the spec can be compared (`choose`).
+                (true, None) => {
+                    survey.adoptable.insert((kind, logical), candidates);
+                }
+                (true, Some(kept)) => survey.extras.extend(candidates.into_iter().map(|o| Extra {
+                    logical_id: logical.clone(),
+                    kind,
+                    physical_id: o.physical_id,
+                    duplicate_of: Some(kept.clone()),
+                })),
+                (false, _) => survey.extras.extend(candidates.into_iter().map(|o| Extra {
+                    logical_id: logical.clone(),
+                    kind,
+                    physical_id: o.physical_id,
+                    duplicate_of: None,
+                })),
+            }
+        }
+        *self.survey.lock().unwrap() = survey;
         Ok(())
+    }
+
+    fn extras(&self) -> Vec<Extra> {
+        self.survey.lock().unwrap().extras.clone()
     }
 
     /// The stack's tagged resources of `kinds`, one call per kind, in parallel.
@@ -141,49 +284,66 @@ impl Engine {
         in_parallel(self.concurrency, kinds, |kind| async move { kind.inventory(&self.ctx).await.map(|found| (kind, found)) }).await
     }
 
-    /// For the kinds with desired resources that have no recorded id, reads the stack's
-    /// tagged resources once per kind, so adopting needs no call per resource.
-    async fn scan_adoptable(&self) -> Result<(), AwsError> {
-        let state = self.store.snapshot();
-        let kinds: std::collections::BTreeSet<Kind> = self
-            .stack
-            .nodes
-            .values()
-            .filter(|n| n.kind.is_taggable() && state.physical_id(&n.id).is_none())
-            .map(|n| n.kind)
-            .collect();
-        let found = self.inventory(kinds.into_iter()).await?;
-        let mut adoptable = self.adoptable.lock().unwrap();
-        for (kind, found) in found {
-            adoptable.insert((kind, None), Vec::new());
-            for (logical, o) in found {
-                adoptable.entry((kind, Some(logical))).or_default().push(o);
-            }
+    /// The resource to adopt for `id`, and any duplicates of it: from the survey when it
+    /// scanned the kind, else by the kind's own lookup (a key for untaggable kinds).
+    async fn find_adoptable(&self, kind: Kind, spec: &dyn DynResource, id: &str) -> Result<Option<(Observed, Vec<Observed>)>, AwsError> {
+        let scanned = {
+            let mut survey = self.survey.lock().unwrap();
+            survey.scanned.contains(&kind).then(|| survey.adoptable.remove(&(kind, id.to_string())).unwrap_or_default())
+        };
+        let candidates = match scanned {
+            Some(found) => found,
+            None => spec.adopt(&self.ctx, id).await?,
+        };
+        Ok(choose(spec, candidates))
+    }
+
+    /// Records duplicates beside the resource kept, so they are deleted after the converge
+    /// (and known to the next run if this one dies first).
+    fn record_duplicates(&self, id: &str, kind: Kind, kept: &Observed, duplicates: Vec<Observed>) -> Result<()> {
+        for o in duplicates {
+            let extra = Extra { logical_id: id.to_string(), kind, physical_id: o.physical_id, duplicate_of: Some(kept.physical_id.clone()) };
+            self.progress.note(&format!("found {} {}: {}; deleting it", kind, extra.physical_id, extra.reason()));
+            self.store.set(
+                &extra.state_key(),
+                ResourceState {
+                    kind: kind.as_str().to_string(),
+                    phase: Phase::Created,
+                    physical_id: Some(extra.physical_id.clone()),
+                    client_token: None,
+                    attributes: BTreeMap::new(),
+                },
+            )?;
         }
         Ok(())
     }
 
-    /// Resources carrying `id`'s tags: from the scan when it covered the kind.
-    async fn find_adoptable(&self, kind: Kind, spec: &dyn DynResource, id: &str) -> Result<Vec<Observed>, AwsError> {
-        let scanned = {
-            let mut adoptable = self.adoptable.lock().unwrap();
-            adoptable
-                .contains_key(&(kind, None))
-                .then(|| adoptable.remove(&(kind, Some(id.to_string()))).unwrap_or_default())
+    /// The first read of a recorded resource: from the survey when it has it.
+    async fn find_recorded(&self, kind: Kind, spec: &dyn DynResource, pid: &str) -> Result<Option<Observed>, AwsError> {
+        let cached = self.survey.lock().unwrap().recorded.remove(&(kind, pid.to_string()));
+        let found = match cached {
+            Some(observed) => observed,
+            None => spec.find(&self.ctx, pid).await?,
         };
-        match scanned {
-            Some(found) => Ok(found),
-            None => spec.adopt(&self.ctx, id).await,
+        match found {
+            Some(o) => Ok(Some(o)),
+            None => self.reread_missing(spec, pid).await,
         }
     }
 
-    /// The first read of a recorded resource: from the prefetch when it has it.
-    async fn find_recorded(&self, kind: Kind, spec: &dyn DynResource, pid: &str) -> Result<Option<Observed>, AwsError> {
-        let cached = self.prefetched.lock().unwrap().remove(&(kind, pid.to_string()));
-        match cached {
-            Some(observed) => Ok(observed),
-            None => spec.find(&self.ctx, pid).await,
+    /// A recorded id that a read did not return, read again for a short grace period before
+    /// it counts as gone (reads lag creates on AWS).
+    async fn reread_missing(&self, spec: &dyn DynResource, pid: &str) -> Result<Option<Observed>, AwsError> {
+        let deadline = Instant::now() + missing_grace();
+        let mut delay = Duration::from_millis(100);
+        while Instant::now() < deadline {
+            tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
+            if let Some(o) = spec.find(&self.ctx, pid).await? {
+                return Ok(Some(o));
+            }
+            delay = (delay * 2).min(Duration::from_secs(1));
         }
+        Ok(None)
     }
 
     fn spec(&self, id: &str) -> Box<dyn DynResource> {
@@ -203,9 +363,25 @@ impl Engine {
         )
     }
 
-    /// `up`: converge every desired resource, then delete what is no longer desired.
+    /// `up`: converge every desired resource, then delete what is no longer desired, and
+    /// any duplicate of a desired resource.
     pub async fn apply(self: &Arc<Self>, cancel: watch::Receiver<bool>) -> Result<Outcome> {
-        tokio::try_join!(self.prefetch(), self.scan_adoptable())?;
+        self.survey().await?;
+        // Recorded before anything else happens, so a run killed before deleting them still
+        // knows them (and `status` shows them).
+        for extra in self.extras() {
+            self.progress.note(&format!("found {} {}: {}; deleting it", extra.kind, extra.physical_id, extra.reason()));
+            self.store.set(
+                &extra.state_key(),
+                ResourceState {
+                    kind: extra.kind.as_str().to_string(),
+                    phase: Phase::Created,
+                    physical_id: Some(extra.physical_id.clone()),
+                    client_token: None,
+                    attributes: BTreeMap::new(),
+                },
+            )?;
+        }
         let dag = self.stack.apply_dag();
         let outcome = graph::run(&dag, self.concurrency, cancel.clone(), |id| {
             let engine = self.clone();
@@ -235,22 +411,20 @@ impl Engine {
         let mut observed = None;
         if let Some(pid) = recorded.as_ref().and_then(|r| r.physical_id.clone()) {
             observed = self.find_recorded(node.kind, spec.as_ref(), &pid).await?;
-            if observed.is_none() {
-                self.progress.step(id, &format!("{pid} is missing (deleted out of band); recreating"));
+            if let Some(Lifecycle::Deleting(state)) = observed.as_ref().map(|o| &o.lifecycle) {
+                // An interrupted `down` (or a delete out of band): whatever it holds (an
+                // address, a name) is free only once it is gone.
+                self.progress.step(id, &format!("{pid} is being deleted ({state}); waiting for it to go"));
+                self.wait_gone(node.kind, spec.as_ref(), &pid).await?;
+                observed = None;
+            } else if observed.is_none() {
+                self.progress.step(id, &format!("{pid} is missing (deleted out of band)"));
             }
         }
         let mut adopted = false;
-        if observed.is_none() && recorded.as_ref().is_none_or(|r| r.physical_id.is_none()) {
-            let mut found = self.find_adoptable(node.kind, spec.as_ref(), id).await?;
-            if found.len() > 1 {
-                let ids: Vec<_> = found.iter().map(|o| o.physical_id.clone()).collect();
-                self.progress.note(&format!(
-                    "warning: {id}: several resources carry its tags ({}); adopting the first, `infra down` removes all",
-                    ids.join(", ")
-                ));
-            }
-            if !found.is_empty() {
-                let o = found.swap_remove(0);
+        if observed.is_none() {
+            if let Some((o, duplicates)) = self.find_adoptable(node.kind, spec.as_ref(), id).await? {
+                self.record_duplicates(id, node.kind, &o, duplicates)?;
                 self.record(id, node.kind, &o)?;
                 self.tally.lock().unwrap().adopted += 1;
                 adopted = true;
@@ -260,8 +434,17 @@ impl Engine {
         let created = observed.is_none();
         let mut observed = match observed {
             Some(o) => o,
-            None => self.create(id, node.kind, spec.as_ref(), recorded.and_then(|r| r.client_token)).await?,
+            None => {
+                let token = recorded.and_then(|r| r.client_token);
+                self.create(id, node.kind, spec.as_ref(), token).await?
+            }
         };
+        if let Lifecycle::Settling(state) = observed.lifecycle.clone() {
+            // Adopted or recorded while AWS is still creating it: dependants wait.
+            self.progress.step(id, &format!("waiting for {} ({state})", observed.physical_id));
+            spec.await_ready(&self.ctx, &observed.physical_id).await?;
+            observed = self.read_back(node.kind, spec.as_ref(), &observed.physical_id).await?;
+        }
         let origin = if created {
             format!("created {}", observed.physical_id)
         } else if adopted {
@@ -271,7 +454,7 @@ impl Engine {
         };
         match spec.diff(&observed) {
             Diff::NoChange => {
-                if self.store.get(id).map(|r| r.attributes) != Some(observed.attributes.clone()) {
+                if self.store.get(id).map(|r| (r.physical_id, r.attributes)) != Some((Some(observed.physical_id.clone()), observed.attributes.clone())) {
                     self.record(id, node.kind, &observed)?;
                 }
                 if origin.is_empty() {
@@ -286,9 +469,7 @@ impl Engine {
                 // attributes, ingress rules): part of the create, not drift.
                 let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
                 self.progress.step(id, &format!("updating {}", fields.join(", ")));
-                if let Some(new_id) = spec.update(&self.ctx, id, &observed).await? {
-                    observed.physical_id = new_id;
-                }
+                observed = self.update(id, node.kind, spec.as_ref(), observed).await?;
                 self.record(id, node.kind, &observed)?;
                 if created {
                     self.progress.done(id, &format!("created {}", observed.physical_id));
@@ -310,6 +491,66 @@ impl Engine {
         Ok(())
     }
 
+    /// Applies the in-place changes. When the call fails, AWS may have applied it before
+    /// its answer was lost, and a repeat then meets its own work ("duplicate", "already
+    /// associated", "not found" on a revoke): the resource is read again, and if it now
+    /// matches the spec, the update is done.
+    async fn update(&self, id: &str, kind: Kind, spec: &dyn DynResource, mut observed: Observed) -> Result<Observed> {
+        match spec.update(&self.ctx, id, &observed).await {
+            Ok(new_id) => {
+                if let Some(new_id) = new_id {
+                    observed.physical_id = new_id;
+                }
+                Ok(observed)
+            }
+            Err(e) if e.class != ErrorClass::Fatal || e.code.is_some() => {
+                let again = self.read_back(kind, spec, &observed.physical_id).await?;
+                if spec.diff(&again) == Diff::NoChange {
+                    self.progress.step(id, &format!("{} answered {}, but the change is in place", e.operation, e.code.as_deref().unwrap_or(&e.message)));
+                    Ok(again)
+                } else {
+                    Err(anyhow!(e).context(format!("updating {id}")))
+                }
+            }
+            Err(e) => Err(anyhow!(e).context(format!("updating {id}"))),
+        }
+    }
+
+    /// Reads a resource that must exist (just created, adopted or updated), allowing for
+    /// reads that lag writes.
+    async fn read_back(&self, kind: Kind, spec: &dyn DynResource, pid: &str) -> Result<Observed> {
+        let what = format!("{kind} {pid} to be readable");
+        let observed = crate::resources::wait_until(&what, "Describe", Duration::from_secs(60), || async {
+            Ok(match spec.find(&self.ctx, pid).await? {
+                Some(o) => Poll::Ready(o),
+                None => Poll::Pending("not found".into()),
+            })
+        })
+        .await?;
+        Ok(observed)
+    }
+
+    /// Waits until a resource being deleted is gone.
+    async fn wait_gone(&self, kind: Kind, spec: &dyn DynResource, pid: &str) -> Result<()> {
+        let what = format!("{kind} {pid} to finish deleting");
+        crate::resources::wait_until(&what, "Describe", DEPENDENCY_VIOLATION_TIMEOUT, || async {
+            Ok(match spec.find(&self.ctx, pid).await? {
+                Some(o) => match o.lifecycle {
+                    Lifecycle::Deleting(state) => Poll::Pending(state),
+                    _ => Poll::Ready(()),
+                },
+                None => Poll::Ready(()),
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Creates the resource, exactly once. Intent is recorded before the call and the id
+    /// the moment it returns. When AWS fails in a way that may have done the work (a 5xx,
+    /// a timeout, a dropped connection — the SDK does not repeat those for creates), or a
+    /// repeat meets its own earlier attempt ("already exists"), the resource is looked up
+    /// by its tags or key before anything is tried again.
     async fn create(&self, id: &str, kind: Kind, spec: &dyn DynResource, token: Option<String>) -> Result<Observed> {
         // Intent first: if the process dies during the call, the next run knows to look.
         let token = token.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -324,7 +565,32 @@ impl Engine {
             },
         )?;
         self.progress.step(id, "creating");
-        let pid = spec.create(&self.ctx, id, &token).await?;
+        let mut attempt = 1;
+        let mut delay = Duration::from_millis(200);
+        let pid = loop {
+            let error = match spec.create(&self.ctx, id, &token).await {
+                Ok(pid) => break pid,
+                Err(e) => e,
+            };
+            let ambiguous = matches!(error.class, ErrorClass::Retryable | ErrorClass::Timeout);
+            if !ambiguous && error.class != ErrorClass::AlreadyExists {
+                return Err(anyhow!(error).context(format!("creating {id}")));
+            }
+            self.progress.step(id, &format!("{}; looking for it before trying again", short(&error)));
+            if let Some(found) = self.look_for(kind, spec, id).await? {
+                self.record(id, kind, &found)?;
+                self.tally.lock().unwrap().created += 1;
+                self.progress.step(id, &format!("found {}, made by the attempt whose answer was lost", found.physical_id));
+                return Ok(found);
+            }
+            if !ambiguous || attempt >= CREATE_ATTEMPTS {
+                // "Already exists" for something that is not ours: never swallowed.
+                return Err(anyhow!(error).context(format!("creating {id} (attempt {attempt})")));
+            }
+            attempt += 1;
+            tokio::time::sleep(jitter(delay)).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        };
         if pid.is_empty() {
             bail!("creating {id}: AWS returned no id");
         }
@@ -338,16 +604,25 @@ impl Engine {
         self.tally.lock().unwrap().created += 1;
         self.progress.step(id, &format!("waiting for {pid}"));
         spec.await_ready(&self.ctx, &pid).await?;
-        // Reads right after a create are eventually consistent on AWS.
-        let what = format!("{kind} {pid} to be readable after create");
-        let observed = crate::resources::wait_until(&what, "Describe", Duration::from_secs(60), || async {
-            Ok(match spec.find(&self.ctx, &pid).await? {
-                Some(o) => Poll::Ready(o),
-                None => Poll::Pending("not found".into()),
-            })
-        })
-        .await?;
-        Ok(observed)
+        self.read_back(kind, spec, &pid).await
+    }
+
+    /// After an ambiguous create: the resource by its tags or key, looked for over the grace
+    /// period (a tag lookup can lag the create on AWS).
+    async fn look_for(&self, kind: Kind, spec: &dyn DynResource, id: &str) -> Result<Option<Observed>> {
+        let deadline = Instant::now() + missing_grace();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            if let Some((kept, duplicates)) = choose(spec, spec.adopt(&self.ctx, id).await?) {
+                self.record_duplicates(id, kind, &kept, duplicates)?;
+                return Ok(Some(kept));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
     }
 
     /// Runs `read` for every desired resource, `concurrency` at a time.
@@ -370,7 +645,7 @@ impl Engine {
 
     /// `plan`: what `up` would do, per resource, without changing anything.
     pub async fn plan(&self) -> Result<Vec<(String, Planned)>> {
-        self.prefetch().await?;
+        self.survey().await?;
         let refs = self.refs();
         let state = self.store.snapshot();
         let mut results = self
@@ -378,20 +653,34 @@ impl Engine {
                 let (refs, state) = (&refs, &state);
                 async move {
                     let spec = node.spec(&Refs::new(refs));
-                    let planned = match state.physical_id(&node.id) {
-                        Some(pid) => match self.find_recorded(node.kind, spec.as_ref(), pid).await? {
-                            None => Planned::Create { reason: format!("{pid} was deleted out of band") },
-                            Some(o) => match spec.diff(&o) {
-                                Diff::NoChange => Planned::NoChange,
-                                Diff::Update(changes) => Planned::Update { changes },
-                                Diff::Replace(changes) => Planned::Replace { changes },
-                            },
+                    let recorded = match state.physical_id(&node.id) {
+                        Some(pid) => Some((pid, self.find_recorded(node.kind, spec.as_ref(), pid).await?)),
+                        None => None,
+                    };
+                    let planned = match recorded {
+                        Some((_, Some(o))) if !matches!(o.lifecycle, Lifecycle::Deleting(_)) => match spec.diff(&o) {
+                            Diff::NoChange => Planned::NoChange,
+                            Diff::Update(changes) => Planned::Update { changes },
+                            Diff::Replace(changes) => Planned::Replace { changes },
                         },
                         // Dependencies not created yet: nothing of this can exist either.
                         None if node.deps.iter().any(|d| !refs.contains_key(d)) => Planned::Create { reason: "new".into() },
-                        None => match spec.adopt(&self.ctx, &node.id).await?.into_iter().next() {
-                            Some(o) => Planned::Adopt { physical_id: o.physical_id },
-                            None => Planned::Create { reason: "new".into() },
+                        _ => match self.find_adoptable(node.kind, spec.as_ref(), &node.id).await? {
+                            Some((o, duplicates)) => {
+                                let mut survey = self.survey.lock().unwrap();
+                                survey.extras.extend(duplicates.into_iter().map(|d| Extra {
+                                    logical_id: node.id.clone(),
+                                    kind: node.kind,
+                                    physical_id: d.physical_id,
+                                    duplicate_of: Some(o.physical_id.clone()),
+                                }));
+                                Planned::Adopt { physical_id: o.physical_id }
+                            }
+                            None => match recorded {
+                                Some((pid, Some(_))) => Planned::Create { reason: format!("{pid} is being deleted") },
+                                Some((pid, None)) => Planned::Create { reason: format!("{pid} was deleted out of band") },
+                                None => Planned::Create { reason: "new".into() },
+                            },
                         },
                     };
                     Ok((node.id.clone(), planned))
@@ -399,27 +688,43 @@ impl Engine {
             })
             .await?;
         for (id, pid) in Self::orphans(&state, &self.stack) {
-            results.push((id, Planned::Delete { physical_id: pid.unwrap_or_else(|| UNKNOWN.into()) }));
+            let reason = if id.contains('#') { "a duplicate found earlier" } else { "no longer in the config" };
+            results.push((id, Planned::Delete { physical_id: pid.unwrap_or_else(|| UNKNOWN.into()), reason: reason.into() }));
+        }
+        for extra in self.extras() {
+            results.push((extra.state_key(), Planned::Delete { physical_id: extra.physical_id.clone(), reason: extra.reason() }));
         }
         results.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(results)
     }
 
-    /// `status`: reads every resource in parallel and compares it with the desired spec.
+    /// `status`: reads every resource in parallel and compares it with the desired spec;
+    /// reports duplicates and stray tagged resources too.
     pub async fn status(&self) -> Result<Vec<(String, String, Health)>> {
-        self.prefetch().await?;
+        self.survey().await?;
         let refs = self.refs();
         let state = self.store.snapshot();
         let mut results = self
             .read_all(|node| {
                 let (refs, state) = (&refs, &state);
                 async move {
+                    let spec = node.spec(&Refs::new(refs));
                     let Some(pid) = state.physical_id(&node.id).map(str::to_string) else {
+                        // Lost state: what `up` would adopt, and its duplicates.
+                        if let Some((o, duplicates)) = self.find_adoptable(node.kind, spec.as_ref(), &node.id).await? {
+                            let mut survey = self.survey.lock().unwrap();
+                            survey.extras.extend(duplicates.into_iter().map(|d| Extra {
+                                logical_id: node.id.clone(),
+                                kind: node.kind,
+                                physical_id: d.physical_id,
+                                duplicate_of: Some(o.physical_id.clone()),
+                            }));
+                        }
                         return Ok((node.id.clone(), String::new(), Health::NotCreated));
                     };
-                    let spec = node.spec(&Refs::new(refs));
                     let health = match self.find_recorded(node.kind, spec.as_ref(), &pid).await? {
                         None => Health::Missing,
+                        Some(o) if matches!(o.lifecycle, Lifecycle::Deleting(_)) => Health::Missing,
                         Some(o) => match spec.diff(&o) {
                             Diff::NoChange => Health::Ok,
                             Diff::Update(changes) | Diff::Replace(changes) => Health::Drifted { changes },
@@ -431,6 +736,13 @@ impl Engine {
             .await?;
         for (id, pid) in Self::orphans(&state, &self.stack) {
             results.push((id, pid.unwrap_or_default(), Health::Orphaned));
+        }
+        for extra in self.extras() {
+            let health = match &extra.duplicate_of {
+                Some(kept) => Health::Duplicate { duplicate_of: kept.clone() },
+                None => Health::Orphaned,
+            };
+            results.push((extra.state_key(), extra.physical_id, health));
         }
         results.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(results)
@@ -446,7 +758,7 @@ impl Engine {
     /// Records every tagged resource of the stack that the state does not know, so the
     /// destroy removes resources from lost states and crashed runs too.
     async fn sweep(&self) -> Result<()> {
-        let found = self.inventory(Kind::ALL.into_iter().filter(|k| k.is_taggable())).await?;
+        let found = self.inventory(Kind::ALL.iter().copied().filter(|k| k.is_taggable())).await?;
         let state = self.store.snapshot();
         let known: std::collections::BTreeSet<&str> =
             state.resources.values().filter_map(|r| r.physical_id.as_deref()).collect();
@@ -516,7 +828,7 @@ impl Engine {
         let start = Instant::now();
         let mut delay = Duration::from_millis(500);
         loop {
-            match kind.delete(&self.ctx, &pid).await {
+            match kind.delete(&self.ctx, &pid, &recorded.attributes).await {
                 Ok(()) => break,
                 Err(e) if e.class == ErrorClass::DependencyViolation && start.elapsed() < DEPENDENCY_VIOLATION_TIMEOUT => {
                     self.progress.step(id, &format!("waiting for dependencies to release {pid}: {}", e.code.as_deref().unwrap_or("")));

@@ -36,7 +36,6 @@ impl Dag {
     }
 
     /// A dependency-respecting order; errors naming a node on a cycle.
-    #[cfg(test)]
     pub fn topological_order(&self) -> Result<Vec<String>, String> {
         let mut done = BTreeSet::new();
         let mut order = Vec::new();
@@ -129,6 +128,13 @@ where
                 cancelled = changed.is_err() || *cancel.borrow();
             }
         }
+    }
+    if !cancelled && !pending.is_empty() {
+        // Nothing in flight and nothing ready: the rest wait on each other.
+        let stuck: Vec<String> = pending.into_iter().collect();
+        failed.push((stuck[0].clone(), anyhow::anyhow!("dependency cycle among {}", stuck.join(", "))));
+        blocked.extend(stuck.into_iter().skip(1));
+        return Outcome::Failed { failed, skipped: blocked.into_iter().collect() };
     }
     if cancelled && !pending.is_empty() {
         let mut not_started: Vec<String> = pending.into_iter().collect();
@@ -254,6 +260,15 @@ mod tests {
         let Outcome::Cancelled { not_started, .. } = outcome else { panic!("expected cancellation") };
         assert_eq!(*finished.lock().unwrap(), ["vpc"]);
         assert_eq!(not_started.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_cycle_fails_the_run_instead_of_completing() {
+        let mut dag = chain_and_fan();
+        dag.add_edge("vpc", "nat");
+        let outcome = run(&dag, 8, no_cancel(), |_| async { Ok(()) }).await;
+        let Outcome::Failed { failed, .. } = outcome else { panic!("a cycle reported as {outcome:?}") };
+        assert!(failed[0].1.to_string().contains("dependency cycle"), "{:?}", failed[0].1);
     }
 
     #[test]

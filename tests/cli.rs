@@ -181,3 +181,31 @@ fn access_denied_is_an_error_never_missing_and_state_is_kept() {
     }
     assert_eq!(std::fs::read_to_string(project.state_path()).unwrap(), state, "a denied run changed the state");
 }
+
+#[test]
+fn missing_credentials_is_one_readable_line_and_no_request() {
+    let aws = CountingEndpoint::start();
+    let project = Project::at(&aws.url);
+    let home = tempfile::tempdir().unwrap();
+    let output = project
+        .command(&["status"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .env_remove("AWS_CONFIG_FILE")
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        // A fresh machine: no ~/.aws at all.
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "error: no AWS credentials found (tried environment, profile \"default\", SSO, web identity, container and instance metadata); set AWS_PROFILE or run aws configure"
+    );
+    assert_eq!(aws.connections.load(Ordering::SeqCst), 0, "a request went out without credentials");
+}

@@ -327,7 +327,7 @@ fn slow_proxy(upstream: &str, delay: std::time::Duration) -> String {
 async fn ctrl_c_mid_up_stops_starting_work_saves_state_and_the_next_up_completes() {
     let moto = Moto::start();
     let slow = Project::at(&slow_proxy(&moto.endpoint, std::time::Duration::from_millis(40)));
-    let mut child = slow.command(&["up"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = slow.command(&["up"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     // Interrupt once the run is under way (the call log grows as calls return).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::fs::read_to_string(slow.call_log()).unwrap_or_default().lines().count() < 12 {

@@ -66,7 +66,7 @@ impl Session {
         } else {
             vec!["(unused)".to_string(), "(unused)".to_string()]
         };
-        let stack = Stack::desired(settings, &azs);
+        let stack = Stack::desired(settings, &azs)?;
         let engine = Arc::new(Engine::new(ctx, store, stack, Progress::new(cli.verbose > 0)));
         Ok(Session { engine, started })
     }

@@ -47,9 +47,9 @@ pub async fn run(cli: &Cli, settings: &Settings) -> Result<u8> {
                         println!("    {c}");
                     }
                 }
-                Planned::Delete { physical_id } => {
+                Planned::Delete { physical_id, reason } => {
                     counts[4] += 1;
-                    println!("- {id} (delete {physical_id}: no longer in the config)");
+                    println!("- {id} (delete {physical_id}: {reason})");
                 }
                 Planned::NoChange if cli.verbose > 0 => println!("= {id}"),
                 Planned::NoChange => {}

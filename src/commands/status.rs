@@ -35,6 +35,9 @@ pub async fn run(cli: &Cli, settings: &Settings) -> Result<u8> {
                 Health::Missing => println!("missing     {id:<32} {pid} (deleted out of band)"),
                 Health::NotCreated => println!("not-created {id:<32} (run `infra up`)"),
                 Health::Orphaned => println!("orphaned    {id:<32} {pid} (no longer in the config; `infra up` deletes it)"),
+                Health::Duplicate { duplicate_of } => {
+                    println!("duplicate   {id:<32} {pid} (same tags as {duplicate_of}; `infra up` deletes it)")
+                }
             }
         }
         let ok = report.len() - drift;

@@ -157,12 +157,63 @@ pub trait Resource: Send + Sync + 'static {
     fn attributes(_observed: &Self::Observed) -> BTreeMap<String, String> {
         BTreeMap::new()
     }
+
+    /// Where the resource is in its life. Kinds that AWS creates or deletes slowly (NAT
+    /// gateways, databases) say so, and the engine waits instead of using or replacing them.
+    fn lifecycle(_observed: &Self::Observed) -> Lifecycle {
+        Lifecycle::Ready
+    }
+
+    // The kind-level verbs: what `down`, the tag scan and the batched first read need with
+    // only a kind and physical ids in hand (`down` cannot always build a spec).
+
+    /// Whether resources of this kind carry the stack's tags (and so show in `inventory`).
+    const TAGGABLE: bool = true;
+
+    /// Kinds whose resources must be gone before one of this kind is deleted, whatever
+    /// their logical ids: AWS's hidden dependencies, each with the error it prevents.
+    const DELETE_AFTER: &'static [(Kind, &'static str)] = &[];
+
+    /// Reads many resources of this kind at once (one call for most kinds); those that are
+    /// gone are absent from the result.
+    fn find_many(ctx: &Ctx, ids: &[String]) -> impl Future<Output = Result<Vec<Self::Observed>, AwsError>> + Send;
+
+    /// Every live resource of this kind carrying the stack's tag.
+    fn inventory(_ctx: &Ctx) -> impl Future<Output = Result<Vec<Self::Observed>, AwsError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// The tags AWS holds for an observation (for the logical id `infra:id` names).
+    fn tags(_observed: &Self::Observed) -> Option<&BTreeMap<String, String>> {
+        None
+    }
+
+    /// Deletes by physical id and waits until the resource is really gone. `recorded` holds
+    /// the attributes saved in state at create time (settings that must govern the delete
+    /// whatever the config says later). NotFound may be returned: it counts as done.
+    fn delete(ctx: &Ctx, id: &str, recorded: &BTreeMap<String, String>) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// Implemented by the registry for every spec type: the kind a node of that spec is.
+pub trait Registered: Resource {
+    const KIND: Kind;
+}
+
+/// A resource that exists may not be usable yet, or may be on its way out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    Ready,
+    /// Still being created (e.g. a NAT gateway `pending`): dependants must wait.
+    Settling(String),
+    /// Being deleted (e.g. `deleting`): nothing may be created in its place until it is gone.
+    Deleting(String),
 }
 
 /// A type-erased observation: the kind's `Observed` plus what the engine reads of it.
 pub struct Observed {
     pub physical_id: String,
     pub attributes: BTreeMap<String, String>,
+    pub lifecycle: Lifecycle,
     inner: Box<dyn std::any::Any + Send + Sync>,
 }
 
@@ -188,7 +239,7 @@ pub trait DynResource: Send + Sync {
 }
 
 fn erase<R: Resource>(o: R::Observed) -> Observed {
-    Observed { physical_id: R::physical_id(&o), attributes: R::attributes(&o), inner: Box::new(o) }
+    Observed { physical_id: R::physical_id(&o), attributes: R::attributes(&o), lifecycle: R::lifecycle(&o), inner: Box::new(o) }
 }
 
 fn unerase<R: Resource>(o: &Observed) -> &R::Observed {
@@ -221,126 +272,102 @@ impl<R: Resource> DynResource for R {
     }
 }
 
-/// Every kind `infra` manages. Deleting and inventorying need only the kind and the
-/// physical id, so they live here rather than on a spec (which `down` cannot always build).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    Vpc,
-    InternetGateway,
-    Subnet,
-    ElasticIp,
-    NatGateway,
-    RouteTable,
-    Route,
-    RouteTableAssociation,
-    SecurityGroup,
+fn tagged<R: Resource>(found: Vec<R::Observed>) -> Vec<(String, Observed)> {
+    found
+        .into_iter()
+        .map(|o| {
+            let logical = R::tags(&o).and_then(|t| t.get(TAG_ID).cloned()).unwrap_or_else(|| "(untagged)".into());
+            (logical, erase::<R>(o))
+        })
+        .collect()
+}
+
+/// Generates [`Kind`] and its dispatch from one line per kind: `Variant = "name" => Spec`.
+/// Everything else about a kind lives in its own file, on its `Resource` impl.
+macro_rules! registry {
+    ($($variant:ident = $name:literal => $spec:ty,)*) => {
+        /// Every kind `infra` manages.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Kind {
+            $($variant,)*
+        }
+
+        impl Kind {
+            pub const ALL: &'static [Kind] = &[$(Kind::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Kind::$variant => $name,)*
+                }
+            }
+
+            /// Whether resources of this kind carry the stack's tags (and so show in `inventory`).
+            pub fn is_taggable(self) -> bool {
+                match self {
+                    $(Kind::$variant => <$spec as Resource>::TAGGABLE,)*
+                }
+            }
+
+            /// Kinds that must be gone before one of this kind is deleted, with the reason.
+            pub fn delete_after(self) -> &'static [(Kind, &'static str)] {
+                match self {
+                    $(Kind::$variant => <$spec as Resource>::DELETE_AFTER,)*
+                }
+            }
+
+            async fn delete_by_kind(self, ctx: &Ctx, id: &str, recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {
+                match self {
+                    $(Kind::$variant => <$spec as Resource>::delete(ctx, id, recorded).await,)*
+                }
+            }
+
+            /// Reads many resources of this kind at once; those that are gone are absent.
+            pub async fn find_many(self, ctx: &Ctx, ids: &[String]) -> Result<Vec<Observed>, AwsError> {
+                match self {
+                    $(Kind::$variant => Ok(<$spec as Resource>::find_many(ctx, ids).await?.into_iter().map(erase::<$spec>).collect()),)*
+                }
+            }
+
+            /// Every live resource of this kind carrying the stack's tag, with the logical id
+            /// its tag names. Untaggable kinds (routes, associations) go with their parent.
+            pub async fn inventory(self, ctx: &Ctx) -> Result<Vec<(String, Observed)>, AwsError> {
+                match self {
+                    $(Kind::$variant => Ok(tagged::<$spec>(<$spec as Resource>::inventory(ctx).await?)),)*
+                }
+            }
+        }
+
+        $(impl Registered for $spec {
+            const KIND: Kind = Kind::$variant;
+        })*
+    };
+}
+
+// The registry: one line per kind.
+registry! {
+    Vpc = "vpc" => network::vpc::VpcSpec,
+    InternetGateway = "internet_gateway" => network::internet_gateway::InternetGatewaySpec,
+    Subnet = "subnet" => network::subnet::SubnetSpec,
+    ElasticIp = "elastic_ip" => network::elastic_ip::ElasticIpSpec,
+    NatGateway = "nat_gateway" => network::nat_gateway::NatGatewaySpec,
+    RouteTable = "route_table" => network::route_table::RouteTableSpec,
+    Route = "route" => network::route::RouteSpec,
+    RouteTableAssociation = "route_table_association" => network::route_table_association::RouteTableAssociationSpec,
+    SecurityGroup = "security_group" => network::security_group::SecurityGroupSpec,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
-        Kind::Vpc,
-        Kind::InternetGateway,
-        Kind::Subnet,
-        Kind::ElasticIp,
-        Kind::NatGateway,
-        Kind::RouteTable,
-        Kind::Route,
-        Kind::RouteTableAssociation,
-        Kind::SecurityGroup,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Vpc => "vpc",
-            Kind::InternetGateway => "internet_gateway",
-            Kind::Subnet => "subnet",
-            Kind::ElasticIp => "elastic_ip",
-            Kind::NatGateway => "nat_gateway",
-            Kind::RouteTable => "route_table",
-            Kind::Route => "route",
-            Kind::RouteTableAssociation => "route_table_association",
-            Kind::SecurityGroup => "security_group",
-        }
-    }
-
     pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+        Kind::ALL.iter().copied().find(|k| k.as_str() == s)
     }
 
     /// Deletes by physical id and waits until the resource is really gone.
     /// NotFound is success: the resource is already gone.
-    pub async fn delete(self, ctx: &Ctx, id: &str) -> Result<(), AwsError> {
-        use network::*;
-        let result = match self {
-            Kind::Vpc => vpc::delete_vpc(ctx, id).await,
-            Kind::InternetGateway => internet_gateway::delete_internet_gateway(ctx, id).await,
-            Kind::Subnet => subnet::delete_subnet(ctx, id).await,
-            Kind::ElasticIp => elastic_ip::release_elastic_ip(ctx, id).await,
-            Kind::NatGateway => nat_gateway::delete_nat_gateway(ctx, id).await,
-            Kind::RouteTable => route_table::delete_route_table(ctx, id).await,
-            Kind::Route => route::delete_route(ctx, id).await,
-            Kind::RouteTableAssociation => route_table_association::disassociate_route_table(ctx, id).await,
-            Kind::SecurityGroup => security_group::delete_security_group(ctx, id).await,
-        };
-        match result {
+    pub async fn delete(self, ctx: &Ctx, id: &str, recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        match self.delete_by_kind(ctx, id, recorded).await {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
         }
-    }
-
-    /// Reads many resources of this kind at once (one call for most kinds); those that
-    /// are gone are absent from the result.
-    pub async fn find_many(self, ctx: &Ctx, ids: &[String]) -> Result<Vec<Observed>, AwsError> {
-        use network::*;
-        fn all<R: Resource>(found: Vec<R::Observed>) -> Vec<Observed> {
-            found.into_iter().map(erase::<R>).collect()
-        }
-        Ok(match self {
-            Kind::Vpc => all::<vpc::VpcSpec>(vpc::find_vpcs(ctx, ids).await?),
-            Kind::InternetGateway => {
-                all::<internet_gateway::InternetGatewaySpec>(internet_gateway::find_internet_gateways(ctx, ids).await?)
-            }
-            Kind::Subnet => all::<subnet::SubnetSpec>(subnet::find_subnets(ctx, ids).await?),
-            Kind::ElasticIp => all::<elastic_ip::ElasticIpSpec>(elastic_ip::find_elastic_ips(ctx, ids).await?),
-            Kind::NatGateway => all::<nat_gateway::NatGatewaySpec>(nat_gateway::find_nat_gateways(ctx, ids).await?),
-            Kind::RouteTable => all::<route_table::RouteTableSpec>(route_table::find_route_tables(ctx, ids).await?),
-            Kind::Route => all::<route::RouteSpec>(route::find_routes(ctx, ids).await?),
-            Kind::RouteTableAssociation => all::<route_table_association::RouteTableAssociationSpec>(
-                route_table_association::find_route_table_associations(ctx, ids).await?,
-            ),
-            Kind::SecurityGroup => all::<security_group::SecurityGroupSpec>(security_group::find_security_groups(ctx, ids).await?),
-        })
-    }
-
-    /// Every live resource of this kind carrying the stack's tag, with the logical id its
-    /// tag names. Untaggable kinds (routes, associations) go with their route table.
-    pub async fn inventory(self, ctx: &Ctx) -> Result<Vec<(String, Observed)>, AwsError> {
-        use network::*;
-        fn tagged<R: Resource>(
-            found: Vec<R::Observed>,
-            tags: impl Fn(&R::Observed) -> &BTreeMap<String, String>,
-        ) -> Vec<(String, Observed)> {
-            found.into_iter().map(|o| (logical_id_of(tags(&o)), erase::<R>(o))).collect()
-        }
-        Ok(match self {
-            Kind::Vpc => tagged::<vpc::VpcSpec>(vpc::inventory(ctx).await?, |o| &o.tags),
-            Kind::InternetGateway => {
-                tagged::<internet_gateway::InternetGatewaySpec>(internet_gateway::inventory(ctx).await?, |o| &o.tags)
-            }
-            Kind::Subnet => tagged::<subnet::SubnetSpec>(subnet::inventory(ctx).await?, |o| &o.tags),
-            Kind::ElasticIp => tagged::<elastic_ip::ElasticIpSpec>(elastic_ip::inventory(ctx).await?, |o| &o.tags),
-            Kind::NatGateway => tagged::<nat_gateway::NatGatewaySpec>(nat_gateway::inventory(ctx).await?, |o| &o.tags),
-            Kind::RouteTable => tagged::<route_table::RouteTableSpec>(route_table::inventory(ctx).await?, |o| &o.tags),
-            Kind::SecurityGroup => {
-                tagged::<security_group::SecurityGroupSpec>(security_group::inventory(ctx).await?, |o| &o.tags)
-            }
-            Kind::Route | Kind::RouteTableAssociation => Vec::new(),
-        })
-    }
-
-    /// Whether resources of this kind carry the stack's tags (and so show in `inventory`).
-    pub fn is_taggable(self) -> bool {
-        !matches!(self, Kind::Route | Kind::RouteTableAssociation)
     }
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -149,6 +151,8 @@ impl Project {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env_remove("AWS_PROFILE")
             .env("INFRA_CALL_LOG", self.call_log())
+            // Re-reads of a missing resource wait 3 s on AWS; moto is consistent at once.
+            .env("INFRA_MISSING_GRACE_MS", "200")
             .stdin(Stdio::null());
         cmd
     }
@@ -158,8 +162,14 @@ impl Project {
     }
 
     pub fn infra_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        self.infra_at(&self.endpoint, args, env)
+    }
+
+    /// Runs `infra` against another endpoint (a fault proxy in front of the same moto).
+    pub fn infra_at(&self, endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
         let _ = std::fs::remove_file(self.call_log());
         let mut cmd = self.command(args);
+        cmd.env("AWS_ENDPOINT_URL", endpoint);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{DomainType, Filter, ResourceType};
 
 use super::{has_stack_tags, put_tags, stack_filters, tag_map, tag_spec};
-use crate::aws::{aws_error, AwsError};
-use crate::resources::{Ctx, Diff, Resource, StackTags};
+use crate::aws::{aws_error, AwsError, SendOnce};
+use crate::resources::{Ctx, Diff, Kind, Resource, StackTags};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElasticIpSpec {
@@ -92,6 +92,8 @@ impl Resource for ElasticIpSpec {
             .allocate_address()
             .domain(DomainType::Vpc)
             .tag_specifications(tag_spec(ResourceType::ElasticIp, &self.tags))
+            .customize()
+            .no_blind_retry()
             .send()
             .await
             .map_err(|e| aws_error("AllocateAddress", logical_id, e))?;
@@ -101,6 +103,24 @@ impl Resource for ElasticIpSpec {
     async fn update(&self, ctx: &Ctx, _logical_id: &str, o: &ElasticIp) -> Result<Option<String>, AwsError> {
         put_tags(ctx, &o.allocation_id, &self.tags).await?;
         Ok(None)
+    }
+
+    const DELETE_AFTER: &'static [(Kind, &'static str)] = &[(Kind::NatGateway, "ReleaseAddress: InvalidIPAddress.InUse while a NAT gateway holds the address")];
+
+    async fn find_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<ElasticIp>, AwsError> {
+        find_elastic_ips(ctx, ids).await
+    }
+
+    async fn inventory(ctx: &Ctx) -> Result<Vec<ElasticIp>, AwsError> {
+        inventory(ctx).await
+    }
+
+    fn tags(o: &ElasticIp) -> Option<&BTreeMap<String, String>> {
+        Some(&o.tags)
+    }
+
+    async fn delete(ctx: &Ctx, id: &str, _recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        release_elastic_ip(ctx, id).await
     }
 
     fn physical_id(o: &ElasticIp) -> String {

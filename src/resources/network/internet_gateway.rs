@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{Filter, ResourceType};
 
 use super::{has_stack_tags, put_tags, stack_filters, tag_map, tag_spec};
-use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
+use crate::aws::{aws_error, AwsError, SendOnce};
+use crate::resources::{Ctx, Diff, Kind, Resource, StackTags, compare};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InternetGatewaySpec {
@@ -120,6 +120,8 @@ impl Resource for InternetGatewaySpec {
             .await
             .create_internet_gateway()
             .tag_specifications(tag_spec(ResourceType::InternetGateway, &self.tags))
+            .customize()
+            .no_blind_retry()
             .send()
             .await
             .map_err(|e| aws_error("CreateInternetGateway", logical_id, e))?;
@@ -153,6 +155,27 @@ impl Resource for InternetGatewaySpec {
             put_tags(ctx, &o.id, &self.tags).await?;
         }
         Ok(None)
+    }
+
+    const DELETE_AFTER: &'static [(Kind, &'static str)] = &[
+        (Kind::NatGateway, "DetachInternetGateway: DependencyViolation, the VPC still has mapped public addresses"),
+        (Kind::ElasticIp, "DetachInternetGateway: DependencyViolation, the VPC still has mapped public addresses"),
+    ];
+
+    async fn find_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<InternetGateway>, AwsError> {
+        find_internet_gateways(ctx, ids).await
+    }
+
+    async fn inventory(ctx: &Ctx) -> Result<Vec<InternetGateway>, AwsError> {
+        inventory(ctx).await
+    }
+
+    fn tags(o: &InternetGateway) -> Option<&BTreeMap<String, String>> {
+        Some(&o.tags)
+    }
+
+    async fn delete(ctx: &Ctx, id: &str, _recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        delete_internet_gateway(ctx, id).await
     }
 
     fn physical_id(o: &InternetGateway) -> String {

@@ -59,11 +59,6 @@ pub async fn put_tags(ctx: &Ctx, id: &str, tags: &StackTags) -> Result<(), AwsEr
     Ok(())
 }
 
-/// The logical id a resource's tags name, for inventories.
-pub fn logical_id_of(tags: &BTreeMap<String, String>) -> String {
-    tags.get(TAG_ID).cloned().unwrap_or_else(|| "(untagged)".into())
-}
-
 pub fn ec2_bool(v: bool) -> aws_sdk_ec2::types::AttributeBooleanValue {
     aws_sdk_ec2::types::AttributeBooleanValue::builder().value(v).build()
 }

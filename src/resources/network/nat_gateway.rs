@@ -7,8 +7,8 @@ use std::time::Duration;
 use aws_sdk_ec2::types::{Filter, NatGatewayState, ResourceType};
 
 use super::{has_stack_tags, put_tags, stack_filters, tag_map, tag_spec};
-use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, wait_until, Ctx, Diff, Poll, Resource, StackTags};
+use crate::aws::{aws_error, AwsError, SendOnce};
+use crate::resources::{Ctx, Diff, Kind, Lifecycle, Poll, Resource, StackTags, compare, wait_until};
 
 pub const NAT_GATEWAY_CREATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const NAT_GATEWAY_DELETE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -141,6 +141,62 @@ pub async fn wait_nat_gateway_available(ctx: &Ctx, id: &str) -> Result<(), AwsEr
     .await
 }
 
+/// Frees the Elastic IP for a new gateway. After an interrupted `down` the address may still
+/// be associated with the stack's old gateway, which is `deleting` (on AWS the association
+/// goes when the deletion completes, about a minute) or already `deleted` (an emulator may
+/// keep the association for good); CreateNatGateway would then fail with
+/// Resource.AlreadyAssociated. An address held by a live gateway, or by anything that is not
+/// one of the stack's gateways, is left alone: that conflict is reported by the create.
+async fn free_address_of_deleted_gateways(ctx: &Ctx, allocation_id: &str) -> Result<(), AwsError> {
+    let association = |resp: aws_sdk_ec2::operation::describe_addresses::DescribeAddressesOutput| {
+        resp.addresses().first().and_then(|a| a.association_id()).map(str::to_string)
+    };
+    let describe_address = || async {
+        ctx.ec2()
+            .await
+            .describe_addresses()
+            .allocation_ids(allocation_id)
+            .send()
+            .await
+            .map_err(|e| aws_error("DescribeAddresses", allocation_id, e))
+    };
+    if association(describe_address().await?).is_none() {
+        return Ok(());
+    }
+    let resp = ctx
+        .ec2()
+        .await
+        .describe_nat_gateways()
+        .set_filter(Some(stack_filters(&ctx.stack, None)))
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeNatGateways", allocation_id, e))?;
+    let held_by: Vec<NatGateway> = resp
+        .nat_gateways()
+        .iter()
+        .map(observe)
+        .filter(|n| n.allocation_id == allocation_id && has_stack_tags(&n.tags, &ctx.stack, None))
+        .collect();
+    if held_by.is_empty() || held_by.iter().any(is_live_and_serving) {
+        return Ok(());
+    }
+    for gateway in held_by.iter().filter(|n| n.state == NatGatewayState::Deleting.as_str()) {
+        wait_nat_gateway_deleted(ctx, &gateway.id).await?;
+    }
+    let Some(association) = association(describe_address().await?) else { return Ok(()) };
+    match ctx.ec2().await.disassociate_address().association_id(&association).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => match aws_error("DisassociateAddress", allocation_id, e) {
+            e if e.is_not_found() => Ok(()),
+            e => Err(e),
+        },
+    }
+}
+
+fn is_live_and_serving(n: &NatGateway) -> bool {
+    n.state == NatGatewayState::Pending.as_str() || n.state == NatGatewayState::Available.as_str()
+}
+
 impl Resource for NatGatewaySpec {
     type Observed = NatGateway;
 
@@ -159,7 +215,10 @@ impl Resource for NatGatewaySpec {
         Diff::from_changes(self.tags.diff(&o.tags), replace)
     }
 
+    /// Repeats are recognised by the client token on AWS (the same gateway comes back) and,
+    /// where the token is ignored, by the engine's tag lookup before any repeat.
     async fn create(&self, ctx: &Ctx, logical_id: &str, token: &str) -> Result<String, AwsError> {
+        free_address_of_deleted_gateways(ctx, &self.allocation_id).await?;
         let resp = ctx
             .ec2()
             .await
@@ -168,6 +227,8 @@ impl Resource for NatGatewaySpec {
             .allocation_id(&self.allocation_id)
             .client_token(token)
             .tag_specifications(tag_spec(ResourceType::Natgateway, &self.tags))
+            .customize()
+            .no_blind_retry()
             .send()
             .await
             .map_err(|e| aws_error("CreateNatGateway", logical_id, e))?;
@@ -183,7 +244,33 @@ impl Resource for NatGatewaySpec {
         Ok(None)
     }
 
+    const DELETE_AFTER: &'static [(Kind, &'static str)] = &[(Kind::Route, "a route to a deleted NAT gateway turns into a blackhole")];
+
+    async fn find_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<NatGateway>, AwsError> {
+        find_nat_gateways(ctx, ids).await
+    }
+
+    async fn inventory(ctx: &Ctx) -> Result<Vec<NatGateway>, AwsError> {
+        inventory(ctx).await
+    }
+
+    fn tags(o: &NatGateway) -> Option<&BTreeMap<String, String>> {
+        Some(&o.tags)
+    }
+
+    async fn delete(ctx: &Ctx, id: &str, _recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        delete_nat_gateway(ctx, id).await
+    }
+
     fn physical_id(o: &NatGateway) -> String {
         o.id.clone()
+    }
+
+    fn lifecycle(o: &NatGateway) -> Lifecycle {
+        match o.state.as_str() {
+            "pending" => Lifecycle::Settling(o.state.clone()),
+            "deleting" => Lifecycle::Deleting(o.state.clone()),
+            _ => Lifecycle::Ready,
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! Default routes: public → internet gateway, ecs → NAT gateway. Not taggable; the
 //! physical id is `<route table id>|<destination>`, which is also how it is adopted.
 
+use std::collections::BTreeMap;
+
 use super::route_table::describe_route_tables;
-use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, Ctx, Diff, Resource};
+use crate::aws::{aws_error, AwsError, SendOnce};
+use crate::resources::{Ctx, Diff, Resource, compare};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteTarget {
@@ -126,7 +128,7 @@ impl Resource for RouteSpec {
             RouteTarget::InternetGateway(id) => req.gateway_id(id),
             RouteTarget::NatGateway(id) => req.nat_gateway_id(id),
         };
-        req.send().await.map_err(|e| aws_error("CreateRoute", logical_id, e))?;
+        req.customize().no_blind_retry().send().await.map_err(|e| aws_error("CreateRoute", logical_id, e))?;
         Ok(physical_id(&self.route_table_id, &self.destination))
     }
 
@@ -143,6 +145,16 @@ impl Resource for RouteSpec {
         };
         req.send().await.map_err(|e| aws_error("ReplaceRoute", logical_id, e))?;
         Ok(None)
+    }
+
+    const TAGGABLE: bool = false;
+
+    async fn find_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<Route>, AwsError> {
+        find_routes(ctx, ids).await
+    }
+
+    async fn delete(ctx: &Ctx, id: &str, _recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        delete_route(ctx, id).await
     }
 
     fn physical_id(o: &Route) -> String {

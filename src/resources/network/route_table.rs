@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{Filter, ResourceType};
 
 use super::{has_stack_tags, put_tags, stack_filters, tag_map, tag_spec};
-use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
+use crate::aws::{aws_error, AwsError, SendOnce};
+use crate::resources::{Ctx, Diff, Kind, Resource, StackTags, compare};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTableSpec {
@@ -121,6 +121,8 @@ impl Resource for RouteTableSpec {
             .create_route_table()
             .vpc_id(&self.vpc_id)
             .tag_specifications(tag_spec(ResourceType::RouteTable, &self.tags))
+            .customize()
+            .no_blind_retry()
             .send()
             .await
             .map_err(|e| aws_error("CreateRouteTable", logical_id, e))?;
@@ -130,6 +132,27 @@ impl Resource for RouteTableSpec {
     async fn update(&self, ctx: &Ctx, _logical_id: &str, o: &RouteTable) -> Result<Option<String>, AwsError> {
         put_tags(ctx, &o.id, &self.tags).await?;
         Ok(None)
+    }
+
+    const DELETE_AFTER: &'static [(Kind, &'static str)] = &[
+        (Kind::Route, "routes go with their table; deleting them first keeps DeleteRoute from failing with NotFound noise"),
+        (Kind::RouteTableAssociation, "DeleteRouteTable: DependencyViolation while a subnet is associated"),
+    ];
+
+    async fn find_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<RouteTable>, AwsError> {
+        find_route_tables(ctx, ids).await
+    }
+
+    async fn inventory(ctx: &Ctx) -> Result<Vec<RouteTable>, AwsError> {
+        inventory(ctx).await
+    }
+
+    fn tags(o: &RouteTable) -> Option<&BTreeMap<String, String>> {
+        Some(&o.tags)
+    }
+
+    async fn delete(ctx: &Ctx, id: &str, _recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        delete_route_table(ctx, id).await
     }
 
     fn physical_id(o: &RouteTable) -> String {

@@ -1,9 +1,11 @@
 //! Subnet ↔ route table associations. Not taggable: found by their subnet instead.
 
+use std::collections::BTreeMap;
+
 use aws_sdk_ec2::types::Filter;
 
-use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, Ctx, Diff, Resource};
+use crate::aws::{aws_error, AwsError, SendOnce};
+use crate::resources::{Ctx, Diff, Resource, compare};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTableAssociationSpec {
@@ -97,6 +99,8 @@ impl Resource for RouteTableAssociationSpec {
             .associate_route_table()
             .route_table_id(&self.route_table_id)
             .subnet_id(&self.subnet_id)
+            .customize()
+            .no_blind_retry()
             .send()
             .await
             .map_err(|e| aws_error("AssociateRouteTable", logical_id, e))?;
@@ -115,6 +119,16 @@ impl Resource for RouteTableAssociationSpec {
             .await
             .map_err(|e| aws_error("ReplaceRouteTableAssociation", &o.id, e))?;
         Ok(resp.new_association_id().map(str::to_string))
+    }
+
+    const TAGGABLE: bool = false;
+
+    async fn find_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<RouteTableAssociation>, AwsError> {
+        find_route_table_associations(ctx, ids).await
+    }
+
+    async fn delete(ctx: &Ctx, id: &str, _recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        disassociate_route_table(ctx, id).await
     }
 
     fn physical_id(o: &RouteTableAssociation) -> String {

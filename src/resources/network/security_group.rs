@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, UserIdGroupPair};
 
 use super::{has_stack_tags, put_tags, stack_filters, tag_map, tag_spec};
-use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
+use crate::aws::{aws_error, AwsError, SendOnce};
+use crate::resources::{Ctx, Diff, Resource, StackTags, compare};
 
 /// Where an ingress rule admits traffic from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -190,6 +190,8 @@ impl Resource for SecurityGroupSpec {
             .description(&self.description)
             .vpc_id(&self.vpc_id)
             .tag_specifications(tag_spec(ResourceType::SecurityGroup, &self.tags))
+            .customize()
+            .no_blind_retry()
             .send()
             .await
             .map_err(|e| aws_error("CreateSecurityGroup", logical_id, e))?;
@@ -223,6 +225,22 @@ impl Resource for SecurityGroupSpec {
             put_tags(ctx, &o.id, &self.tags).await?;
         }
         Ok(None)
+    }
+
+    async fn find_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<SecurityGroup>, AwsError> {
+        find_security_groups(ctx, ids).await
+    }
+
+    async fn inventory(ctx: &Ctx) -> Result<Vec<SecurityGroup>, AwsError> {
+        inventory(ctx).await
+    }
+
+    fn tags(o: &SecurityGroup) -> Option<&BTreeMap<String, String>> {
+        Some(&o.tags)
+    }
+
+    async fn delete(ctx: &Ctx, id: &str, _recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        delete_security_group(ctx, id).await
     }
 
     fn physical_id(o: &SecurityGroup) -> String {

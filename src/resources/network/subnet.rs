@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{Filter, ResourceType};
 
 use super::{ec2_bool, has_stack_tags, put_tags, stack_filters, tag_map, tag_spec};
-use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
+use crate::aws::{aws_error, AwsError, SendOnce};
+use crate::resources::{Ctx, Diff, Kind, Resource, StackTags, compare};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubnetSpec {
@@ -107,6 +107,8 @@ impl Resource for SubnetSpec {
             .cidr_block(&self.cidr)
             .availability_zone(&self.availability_zone)
             .tag_specifications(tag_spec(ResourceType::Subnet, &self.tags))
+            .customize()
+            .no_blind_retry()
             .send()
             .await
             .map_err(|e| aws_error("CreateSubnet", logical_id, e))?;
@@ -128,6 +130,27 @@ impl Resource for SubnetSpec {
             put_tags(ctx, &o.id, &self.tags).await?;
         }
         Ok(None)
+    }
+
+    const DELETE_AFTER: &'static [(Kind, &'static str)] = &[
+        (Kind::NatGateway, "DeleteSubnet: DependencyViolation while the NAT gateway's interface is in the subnet"),
+        (Kind::RouteTableAssociation, "DeleteSubnet leaves the association dangling"),
+    ];
+
+    async fn find_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<Subnet>, AwsError> {
+        find_subnets(ctx, ids).await
+    }
+
+    async fn inventory(ctx: &Ctx) -> Result<Vec<Subnet>, AwsError> {
+        inventory(ctx).await
+    }
+
+    fn tags(o: &Subnet) -> Option<&BTreeMap<String, String>> {
+        Some(&o.tags)
+    }
+
+    async fn delete(ctx: &Ctx, id: &str, _recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        delete_subnet(ctx, id).await
     }
 
     fn physical_id(o: &Subnet) -> String {

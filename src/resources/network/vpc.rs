@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{Filter, ResourceType, VpcAttributeName};
 
 use super::{ec2_bool, has_stack_tags, put_tags, stack_filters, tag_map, tag_spec};
-use crate::aws::{aws_error, AwsError};
-use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
+use crate::aws::{aws_error, AwsError, SendOnce};
+use crate::resources::{Ctx, Diff, Kind, Resource, StackTags, compare};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VpcSpec {
@@ -131,6 +131,8 @@ impl Resource for VpcSpec {
             .create_vpc()
             .cidr_block(&self.cidr)
             .tag_specifications(tag_spec(ResourceType::Vpc, &self.tags))
+            .customize()
+            .no_blind_retry()
             .send()
             .await
             .map_err(|e| aws_error("CreateVpc", logical_id, e))?;
@@ -163,6 +165,30 @@ impl Resource for VpcSpec {
             put_tags(ctx, &o.id, &self.tags).await?;
         }
         Ok(None)
+    }
+
+    const DELETE_AFTER: &'static [(Kind, &'static str)] = &[
+        (Kind::Subnet, "DeleteVpc: DependencyViolation while subnets remain"),
+        (Kind::NatGateway, "DeleteVpc: DependencyViolation while a NAT gateway's interface remains"),
+        (Kind::RouteTable, "DeleteVpc: DependencyViolation while non-main route tables remain"),
+        (Kind::SecurityGroup, "DeleteVpc: DependencyViolation while non-default security groups remain"),
+        (Kind::InternetGateway, "DeleteVpc: DependencyViolation while an internet gateway is attached"),
+    ];
+
+    async fn find_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<Vpc>, AwsError> {
+        find_vpcs(ctx, ids).await
+    }
+
+    async fn inventory(ctx: &Ctx) -> Result<Vec<Vpc>, AwsError> {
+        inventory(ctx).await
+    }
+
+    fn tags(o: &Vpc) -> Option<&BTreeMap<String, String>> {
+        Some(&o.tags)
+    }
+
+    async fn delete(ctx: &Ctx, id: &str, _recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        delete_vpc(ctx, id).await
     }
 
     fn physical_id(o: &Vpc) -> String {
