@@ -52,6 +52,9 @@ work=$(mktemp -d)
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
 cd "$work"
 "$infra" init --stack bench 2>/dev/null
+# moto has no image registry and never completes an ECS rollout: a prebuilt image URI,
+# and no rollout wait (as the tests run it).
+sed -i 's|^source_code_path = .*|image = "public.ecr.aws/docker/library/books-api:1.0"|; s|^wait_for_rollout = true|wait_for_rollout = false|' infra.toml
 
 results="$work/results.tsv"
 measure() { # phase, command...
@@ -83,7 +86,7 @@ rows = collections.OrderedDict()
 for line in open(sys.argv[1]):
     phase, secs, mut, reads = line.rstrip("\n").split("\t")
     rows.setdefault(phase, []).append((int(secs) / 1e9, int(mut), int(reads)))
-print(f"infra on moto, network tier, {sys.argv[2]} runs, {sys.argv[3]} ms added latency per request")
+print(f"infra on moto, network + data + compute tiers, {sys.argv[2]} runs, {sys.argv[3]} ms added latency per request")
 print(f"{'phase':<12} {'min s':>7} {'median s':>9} {'max s':>7} {'mutating':>9} {'read':>6}")
 for phase, v in rows.items():
     t = [x[0] for x in v]

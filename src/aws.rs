@@ -29,6 +29,13 @@ use tokio::sync::Mutex as AsyncMutex;
 #[derive(Clone)]
 pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub rds: aws_sdk_rds::Client,
+    pub ecr: aws_sdk_ecr::Client,
+    pub ecs: aws_sdk_ecs::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub recorder: Arc<Recorder>,
     pub limits: Arc<RateLimits>,
     pub region: String,
@@ -53,10 +60,25 @@ impl Aws {
             .map(|r| r.to_string())
             .ok_or_else(|| anyhow::anyhow!("no AWS region: set `region` in infra.toml or AWS_REGION"))?;
         let recorder = Arc::new(Recorder::from_env());
-        let ec2 = aws_sdk_ec2::Client::from_conf(
-            aws_sdk_ec2::config::Builder::from(&sdk).interceptor(RecordingInterceptor(recorder.clone())).build(),
-        );
-        Ok(Aws { ec2, recorder, limits: Arc::new(RateLimits::aws_defaults()), region })
+        // Every client records its calls through the same interceptor.
+        macro_rules! client {
+            ($sdk:ident) => {
+                $sdk::Client::from_conf($sdk::config::Builder::from(&sdk).interceptor(RecordingInterceptor(recorder.clone())).build())
+            };
+        }
+        Ok(Aws {
+            ec2: client!(aws_sdk_ec2),
+            ssm: client!(aws_sdk_ssm),
+            iam: client!(aws_sdk_iam),
+            logs: client!(aws_sdk_cloudwatchlogs),
+            rds: client!(aws_sdk_rds),
+            ecr: client!(aws_sdk_ecr),
+            ecs: client!(aws_sdk_ecs),
+            elb: client!(aws_sdk_elasticloadbalancingv2),
+            recorder,
+            limits: Arc::new(RateLimits::aws_defaults()),
+            region,
+        })
     }
 }
 
@@ -233,13 +255,26 @@ impl Bucket {
 }
 
 impl RateLimits {
-    /// Mirrors AWS's documented buckets: EC2's non-mutating bucket holds 100 tokens and
-    /// refills 20 per second (its mutating one is larger and slower, 200 at 5/s); API
-    /// Gateway's control plane allows about 5 calls per second with bursts of 10.
+    /// Mirrors AWS's documented control-plane rates (burst, per second), per account and
+    /// region: EC2's non-mutating bucket holds 100 tokens and refills 20 per second (its
+    /// mutating one is larger and slower, 200 at 5/s); API Gateway allows about 5 calls per
+    /// second with bursts of 10; SSM's parameter APIs 40/s; IAM is global and slow (about
+    /// 10/s); CloudWatch Logs' control plane 5/s; RDS, ECR, ECS and ELB about 20/s.
     pub fn aws_defaults() -> RateLimits {
         let mut buckets = HashMap::new();
-        buckets.insert("ec2", AsyncMutex::new(Bucket::new(100.0, 20.0)));
-        buckets.insert("apigateway", AsyncMutex::new(Bucket::new(10.0, 5.0)));
+        for (service, burst, per_second) in [
+            ("ec2", 100.0, 20.0),
+            ("apigateway", 10.0, 5.0),
+            ("ssm", 40.0, 40.0),
+            ("iam", 20.0, 10.0),
+            ("logs", 10.0, 5.0),
+            ("rds", 40.0, 20.0),
+            ("ecr", 20.0, 20.0),
+            ("ecs", 50.0, 20.0),
+            ("elasticloadbalancing", 20.0, 10.0),
+        ] {
+            buckets.insert(service, AsyncMutex::new(Bucket::new(burst, per_second)));
+        }
         RateLimits { buckets }
     }
 
@@ -345,6 +380,26 @@ where
     }
 }
 
+/// [`aws_error`] with the class taken from the SDK's typed error where the service models
+/// one (`is_db_cluster_not_found_fault()`, `is_no_such_entity_exception()`, ...): the typed
+/// check wins over the code table.
+pub fn aws_error_typed<E>(
+    operation: &'static str,
+    resource: impl Into<String>,
+    err: SdkError<E, HttpResponse>,
+    typed: impl FnOnce(&E) -> Option<ErrorClass>,
+) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let class = err.as_service_error().and_then(typed);
+    let mut error = aws_error(operation, resource, err);
+    if let Some(class) = class {
+        error.class = class;
+    }
+    error
+}
+
 /// The innermost cause of a transport failure, on one line ("connection refused"), never
 /// the error's `Debug` form.
 fn transport_message<E: std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> String {
@@ -397,6 +452,7 @@ const CODE_CLASSES: &[(&str, ErrorClass)] = &[
     ("InvalidIPAddress.InUse", ErrorClass::DependencyViolation),
     ("InvalidNetworkInterface.InUse", ErrorClass::DependencyViolation),
     ("ResourceInUse", ErrorClass::DependencyViolation),
+    ("DeleteConflict", ErrorClass::DependencyViolation),
     // What a repeat of our own create meets: look it up and verify it is ours.
     ("InvalidSubnet.Conflict", ErrorClass::AlreadyExists),
     ("InvalidGroup.Duplicate", ErrorClass::AlreadyExists),
@@ -417,9 +473,13 @@ pub fn classify(code: &str, http_status: u16) -> ErrorClass {
     }
     if THROTTLING_CODES.contains(&code) {
         ErrorClass::Retryable
-    } else if code.ends_with(".NotFound") || code.ends_with("NotFound") || code.ends_with("NotFoundException") {
+    } else if code.ends_with(".NotFound") || code.ends_with("NotFound") || code.ends_with("NotFoundException") || code.ends_with("NotFoundFault") {
         ErrorClass::NotFound
-    } else if code.ends_with(".Duplicate") || code.ends_with("AlreadyExists") || code.ends_with("AlreadyExistsException") {
+    } else if code.ends_with(".Duplicate")
+        || code.ends_with("AlreadyExists")
+        || code.ends_with("AlreadyExistsException")
+        || code.ends_with("AlreadyExistsFault")
+    {
         ErrorClass::AlreadyExists
     } else if http_status >= 500 {
         ErrorClass::Retryable
@@ -482,7 +542,16 @@ macro_rules! send_once_for {
     )*};
 }
 
-send_once_for!(aws_sdk_ec2);
+send_once_for!(
+    aws_sdk_ec2,
+    aws_sdk_ssm,
+    aws_sdk_iam,
+    aws_sdk_cloudwatchlogs,
+    aws_sdk_rds,
+    aws_sdk_ecr,
+    aws_sdk_ecs,
+    aws_sdk_elasticloadbalancingv2
+);
 
 #[cfg(test)]
 mod tests {

@@ -55,6 +55,17 @@ pub struct Config {
     pub http_basic_auth_user: String,
     #[serde(default = "default_db_instance_class")]
     pub db_instance_class: String,
+    #[serde(default = "default_db_engine_version")]
+    pub db_engine_version: String,
+    /// Fargate task size: CPU units and memory (MiB), one of the combinations Fargate allows.
+    #[serde(default = "default_task_cpu")]
+    pub task_cpu: u32,
+    #[serde(default = "default_task_memory")]
+    pub task_memory: u32,
+    /// Whether `up` waits for the service's deployment to roll out (all tasks running on the
+    /// new task definition). Off only where rollouts cannot complete (an emulator).
+    #[serde(default = "default_true")]
+    pub wait_for_rollout: bool,
     #[serde(default = "default_desired_count")]
     pub desired_count: u32,
     #[serde(default = "default_cache_ttl_seconds")]
@@ -91,6 +102,18 @@ fn default_http_basic_auth_user() -> String {
 fn default_db_instance_class() -> String {
     "db.t4g.medium".into()
 }
+fn default_db_engine_version() -> String {
+    "16.4".into()
+}
+fn default_task_cpu() -> u32 {
+    256
+}
+fn default_task_memory() -> u32 {
+    512
+}
+fn default_true() -> bool {
+    true
+}
 fn default_desired_count() -> u32 {
     2
 }
@@ -124,6 +147,8 @@ fn bad(key: &str, message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub config: Config,
+    /// The directory of the config file: `source_code_path` is relative to it.
+    pub base_dir: std::path::PathBuf,
     pub vpc_cidr: Ipv4Net,
     /// Subnet CIDRs in the order public.a, public.b, ecs.a, ecs.b, db.a, db.b.
     pub subnet_cidrs: Vec<Ipv4Net>,
@@ -148,6 +173,10 @@ impl Config {
             db_name: default_db_name(),
             http_basic_auth_user: default_http_basic_auth_user(),
             db_instance_class: default_db_instance_class(),
+            db_engine_version: default_db_engine_version(),
+            task_cpu: default_task_cpu(),
+            task_memory: default_task_memory(),
+            wait_for_rollout: true,
             desired_count: default_desired_count(),
             cache_ttl_seconds: default_cache_ttl_seconds(),
             log_retention_days: default_log_retention_days(),
@@ -273,6 +302,23 @@ impl Config {
         if !self.db_instance_class.starts_with("db.") {
             return Err(bad("db_instance_class", format!("{:?} is not an RDS instance class like \"db.t4g.medium\"", self.db_instance_class)));
         }
+        let version_ok = !self.db_engine_version.is_empty()
+            && self.db_engine_version.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        if !version_ok {
+            return Err(bad("db_engine_version", format!("{:?} is not an Aurora PostgreSQL version like \"16.4\"", self.db_engine_version)));
+        }
+        // Fargate's CPU / memory combinations.
+        let memory_ok = match self.task_cpu {
+            256 => [512, 1024, 2048].contains(&self.task_memory),
+            512 => (1024..=4096).contains(&self.task_memory) && self.task_memory % 1024 == 0,
+            1024 => (2048..=8192).contains(&self.task_memory) && self.task_memory % 1024 == 0,
+            2048 => (4096..=16384).contains(&self.task_memory) && self.task_memory % 1024 == 0,
+            4096 => (8192..=30720).contains(&self.task_memory) && self.task_memory % 1024 == 0,
+            _ => return Err(bad("task_cpu", format!("{} is not a Fargate CPU size (256, 512, 1024, 2048, 4096)", self.task_cpu))),
+        };
+        if !memory_ok {
+            return Err(bad("task_memory", format!("{} MiB is not allowed with task_cpu = {} on Fargate", self.task_memory, self.task_cpu)));
+        }
         if self.desired_count == 0 || self.desired_count > 100 {
             return Err(bad("desired_count", format!("{} is outside 1..=100", self.desired_count)));
         }
@@ -289,7 +335,7 @@ impl Config {
             ));
         }
         let subnet_cidrs = carve_subnets(vpc_cidr);
-        Ok(Settings { config: self, vpc_cidr, subnet_cidrs })
+        Ok(Settings { config: self, base_dir: ".".into(), vpc_cidr, subnet_cidrs })
     }
 }
 
@@ -377,7 +423,11 @@ db_user = "{db_user}"
 db_name = "{db_name}"
 http_basic_auth_user = "{hau}"
 db_instance_class = "{class}"
+db_engine_version = "{engine}"       # Aurora PostgreSQL
+task_cpu = {cpu}                     # Fargate CPU units (256, 512, 1024, ...)
+task_memory = {memory}                  # MiB, a combination Fargate allows with task_cpu
 desired_count = {desired}
+wait_for_rollout = true              # up waits until the service runs the new task definition
 cache_ttl_seconds = {ttl}
 log_retention_days = {ret}
 db_deletion_protection = false
@@ -395,6 +445,9 @@ db_final_snapshot = false
         db_name = config.db_name,
         hau = config.http_basic_auth_user,
         class = config.db_instance_class,
+        engine = config.db_engine_version,
+        cpu = config.task_cpu,
+        memory = config.task_memory,
         desired = config.desired_count,
         ttl = config.cache_ttl_seconds,
         ret = config.log_retention_days,
@@ -446,6 +499,9 @@ mod tests {
             (("stack = \"books\"", "stack = \"a-very-long-stack-name-indeed\""), "stack"),
             (("db_user = \"postgres\"", "db_user = \"rdsadmin\""), "db_user"),
             (("log_retention_days = 30", "log_retention_days = 31"), "log_retention_days"),
+            (("db_engine_version = \"16.4\"", "db_engine_version = \"sixteen\""), "db_engine_version"),
+            (("task_cpu = 256", "task_cpu = 300"), "task_cpu"),
+            (("task_memory = 512", "task_memory = 4096"), "task_memory"),
             (("db_password_ssm_param = \"/books/db-password\"", "db_password_ssm_param = \"\""), "db_password_ssm_param"),
             (("container_port = 8080", "container_port = 8080\nfoo = 1"), "foo"),
             (("db_password_ssm_param = \"/books/db-password\"", ""), "db_password_ssm_param"),

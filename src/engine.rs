@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::aws::{AwsError, ErrorClass};
 use crate::graph::{self, Outcome};
 use crate::progress::Progress;
-use crate::resources::{Ctx, Diff, DynResource, FieldChange, Kind, Lifecycle, Observed, Poll};
+use crate::resources::{Ctx, Diff, DynResource, FieldChange, Kind, Lifecycle, Observed, Poll, Replacement};
 use crate::stack::{destroy_dag, Known, Node, Refs, Stack, UNKNOWN};
 use crate::state::{Phase, ResourceState, State, StateStore};
 
@@ -73,6 +73,8 @@ pub struct Extra {
     pub physical_id: String,
     /// For a duplicate, the id of the resource kept in its place.
     pub duplicate_of: Option<String>,
+    /// What AWS shows of it, recorded for its delete.
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl Extra {
@@ -262,12 +264,14 @@ impl Engine {
                     kind,
                     physical_id: o.physical_id,
                     duplicate_of: Some(kept.clone()),
+                    attributes: o.attributes,
                 })),
                 (false, _) => survey.extras.extend(candidates.into_iter().map(|o| Extra {
                     logical_id: logical.clone(),
                     kind,
                     physical_id: o.physical_id,
                     duplicate_of: None,
+                    attributes: o.attributes,
                 })),
             }
         }
@@ -292,8 +296,8 @@ impl Engine {
             survey.scanned.contains(&kind).then(|| survey.adoptable.remove(&(kind, id.to_string())).unwrap_or_default())
         };
         let candidates = match scanned {
-            Some(found) => found,
-            None => spec.adopt(&self.ctx, id).await?,
+            Some(found) if !found.is_empty() || !kind.adopts_untagged() => found,
+            _ => spec.adopt(&self.ctx, id).await?,
         };
         Ok(choose(spec, candidates))
     }
@@ -302,7 +306,13 @@ impl Engine {
     /// (and known to the next run if this one dies first).
     fn record_duplicates(&self, id: &str, kind: Kind, kept: &Observed, duplicates: Vec<Observed>) -> Result<()> {
         for o in duplicates {
-            let extra = Extra { logical_id: id.to_string(), kind, physical_id: o.physical_id, duplicate_of: Some(kept.physical_id.clone()) };
+            let extra = Extra {
+                logical_id: id.to_string(),
+                kind,
+                physical_id: o.physical_id,
+                duplicate_of: Some(kept.physical_id.clone()),
+                attributes: o.attributes,
+            };
             self.progress.note(&format!("found {} {}: {}; deleting it", kind, extra.physical_id, extra.reason()));
             self.store.set(
                 &extra.state_key(),
@@ -311,7 +321,7 @@ impl Engine {
                     phase: Phase::Created,
                     physical_id: Some(extra.physical_id.clone()),
                     client_token: None,
-                    attributes: BTreeMap::new(),
+                    attributes: extra.attributes.clone(),
                 },
             )?;
         }
@@ -378,7 +388,7 @@ impl Engine {
                     phase: Phase::Created,
                     physical_id: Some(extra.physical_id.clone()),
                     client_token: None,
-                    attributes: BTreeMap::new(),
+                    attributes: extra.attributes.clone(),
                 },
             )?;
         }
@@ -481,11 +491,35 @@ impl Engine {
             }
             Diff::Replace(changes) => {
                 let what: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
-                bail!(
-                    "{id} ({}) must be replaced: {}. infra does not replace network resources in place; revert the change or run `infra down` first",
-                    observed.physical_id,
-                    what.join("; ")
-                );
+                let old = observed.physical_id.clone();
+                match spec.replacement() {
+                    Replacement::Refuse(why) => bail!(
+                        "{id} ({old}) must be replaced: {}. {why}; revert the change, or run `infra down` first",
+                        what.join("; ")
+                    ),
+                    Replacement::CreateThenDelete => {
+                        // The old one is kept, under its own key, until the dependants have
+                        // moved to the new one; it is deleted after the converge.
+                        self.progress.step(id, &format!("replacing {old}: {}", what.join("; ")));
+                        self.store.set(
+                            &format!("{id}#{old}"),
+                            ResourceState {
+                                kind: node.kind.as_str().to_string(),
+                                phase: Phase::Created,
+                                physical_id: Some(old.clone()),
+                                client_token: None,
+                                attributes: observed.attributes.clone(),
+                            },
+                        )?;
+                        let mut new = self.create(id, node.kind, spec.as_ref(), None).await?;
+                        if let Diff::Update(_) = spec.diff(&new) {
+                            new = self.update(id, node.kind, spec.as_ref(), new).await?;
+                        }
+                        self.record(id, node.kind, &new)?;
+                        self.tally.lock().unwrap().updated += 1;
+                        self.progress.done(id, &format!("replaced {old} with {}", new.physical_id));
+                    }
+                }
             }
         }
         Ok(())
@@ -673,6 +707,7 @@ impl Engine {
                                     kind: node.kind,
                                     physical_id: d.physical_id,
                                     duplicate_of: Some(o.physical_id.clone()),
+                                    attributes: d.attributes,
                                 }));
                                 Planned::Adopt { physical_id: o.physical_id }
                             }
@@ -718,6 +753,7 @@ impl Engine {
                                 kind: node.kind,
                                 physical_id: d.physical_id,
                                 duplicate_of: Some(o.physical_id.clone()),
+                                attributes: d.attributes,
                             }));
                         }
                         return Ok((node.id.clone(), String::new(), Health::NotCreated));
@@ -763,8 +799,8 @@ impl Engine {
         let known: std::collections::BTreeSet<&str> =
             state.resources.values().filter_map(|r| r.physical_id.as_deref()).collect();
         for (kind, found) in found {
-            let found = found.into_iter().map(|(logical, o)| (logical, o.physical_id));
-            for (logical, pid) in found.filter(|(_, pid)| !known.contains(pid.as_str())) {
+            let found = found.into_iter().map(|(logical, o)| (logical, o.physical_id, o.attributes));
+            for (logical, pid, attributes) in found.filter(|(_, pid, _)| !known.contains(pid.as_str())) {
                 let key = match state.resources.get(&logical) {
                     // An intent whose create returned but was never recorded: this is it.
                     Some(r) if r.physical_id.is_none() && r.kind == kind.as_str() => logical,
@@ -779,7 +815,7 @@ impl Engine {
                         phase: Phase::Created,
                         physical_id: Some(pid),
                         client_token: None,
-                        attributes: BTreeMap::new(),
+                        attributes,
                     },
                 )?;
             }

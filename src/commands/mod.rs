@@ -45,7 +45,12 @@ fn load_settings(cli: &Cli) -> Result<Settings> {
     if let Some(stack) = &cli.stack {
         config.stack = stack.clone();
     }
-    config.validate().with_context(|| format!("{}", cli.config.display()))
+    let mut settings = config.validate().with_context(|| format!("{}", cli.config.display()))?;
+    settings.base_dir = match cli.config.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => ".".into(),
+    };
+    Ok(settings)
 }
 
 /// Everything a command that talks to AWS needs, with the state locked.
@@ -66,7 +71,7 @@ impl Session {
         } else {
             vec!["(unused)".to_string(), "(unused)".to_string()]
         };
-        let stack = Stack::desired(settings, &azs)?;
+        let stack = Stack::desired(settings, &azs, &ctx.aws.region)?;
         let engine = Arc::new(Engine::new(ctx, store, stack, Progress::new(cli.verbose > 0)));
         Ok(Session { engine, started })
     }

@@ -59,5 +59,12 @@ pub fn outputs(state: &State) -> BTreeMap<&'static str, String> {
     put("AlbSecurityGroupId", id("sg.alb"));
     put("EcsSecurityGroupId", id("sg.ecs"));
     put("DbSecurityGroupId", id("sg.db"));
+    let attr = |logical: &str, name: &str| state.resources.get(logical)?.attributes.get(name).cloned();
+    put("AlbDnsName", attr("alb", "dns_name"));
+    put("EcrRepositoryUri", attr("ecr_repository", "uri"));
+    put("DbEndpoint", attr("db_cluster", "endpoint"));
+    put("EcsClusterArn", id("ecs_cluster"));
+    put("EcsServiceArn", id("ecs_service"));
+    put("TaskDefinitionArn", id("task_definition"));
     out
 }

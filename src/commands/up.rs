@@ -8,6 +8,9 @@ use crate::config::Settings;
 pub async fn run(cli: &Cli, settings: &Settings) -> Result<u8> {
     // Installed first, so a Ctrl-C at any point takes the graceful path.
     let interrupted = interrupt_channel();
+    if settings.config.image.is_none() && settings.config.source_code_path.is_some() {
+        crate::resources::compute::image::require_docker()?;
+    }
     let session = Session::open(cli, settings, true).await?;
     let outcome = session.engine.apply(interrupted).await?;
     let code = report_outcome(outcome, "up", session.engine.store.path());

@@ -4,7 +4,13 @@
 //! drives every kind through the type-erased [`DynResource`], so the diff of a kind is
 //! checked by the compiler while the executor stays generic.
 
+pub mod compute;
+pub mod database;
+pub mod iam;
+pub mod load_balancer;
+pub mod logs;
 pub mod network;
+pub mod secrets;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,12 +29,28 @@ pub struct Ctx {
     pub stack: String,
 }
 
-impl Ctx {
-    /// The EC2 client, after waiting for a token of EC2's rate limit. Call once per request.
-    pub async fn ec2(&self) -> &aws_sdk_ec2::Client {
-        self.aws.limits.acquire("ec2").await;
-        &self.aws.ec2
-    }
+/// One accessor per service: the client, after waiting for a token of that service's rate
+/// limit. Call once per request.
+macro_rules! service_clients {
+    ($($name:ident: $client:ty => $bucket:literal,)*) => {
+        impl Ctx {
+            $(pub async fn $name(&self) -> &$client {
+                self.aws.limits.acquire($bucket).await;
+                &self.aws.$name
+            })*
+        }
+    };
+}
+
+service_clients! {
+    ec2: aws_sdk_ec2::Client => "ec2",
+    ssm: aws_sdk_ssm::Client => "ssm",
+    iam: aws_sdk_iam::Client => "iam",
+    logs: aws_sdk_cloudwatchlogs::Client => "logs",
+    rds: aws_sdk_rds::Client => "rds",
+    ecr: aws_sdk_ecr::Client => "ecr",
+    ecs: aws_sdk_ecs::Client => "ecs",
+    elb: aws_sdk_elasticloadbalancingv2::Client => "elasticloadbalancing",
 }
 
 /// The tags every resource carries, set at create time.
@@ -170,9 +192,21 @@ pub trait Resource: Send + Sync + 'static {
     /// Whether resources of this kind carry the stack's tags (and so show in `inventory`).
     const TAGGABLE: bool = true;
 
+    /// Whether a resource found by `adopt` without the stack's tags is still this one (a
+    /// parameter the user made, named in the config). For other kinds only tags count.
+    const ADOPTS_UNTAGGED: bool = false;
+
+    /// What `up` does when a change cannot be made in place.
+    const REPLACEMENT: Replacement = Replacement::Refuse("infra does not replace this kind in place");
+
     /// Kinds whose resources must be gone before one of this kind is deleted, whatever
     /// their logical ids: AWS's hidden dependencies, each with the error it prevents.
     const DELETE_AFTER: &'static [(Kind, &'static str)] = &[];
+
+    /// The same edges seen from the other side: kinds whose resources may be deleted only
+    /// once every resource of this kind is gone (an ECS service before its target group and
+    /// security groups). Declared where the new kind lives, so older files stay untouched.
+    const DELETE_BEFORE: &'static [(Kind, &'static str)] = &[];
 
     /// Reads many resources of this kind at once (one call for most kinds); those that are
     /// gone are absent from the result.
@@ -197,6 +231,16 @@ pub trait Resource: Send + Sync + 'static {
 /// Implemented by the registry for every spec type: the kind a node of that spec is.
 pub trait Registered: Resource {
     const KIND: Kind;
+}
+
+/// How a kind is replaced when a field AWS cannot change in place differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replacement {
+    /// Create the new resource, let its dependants move to it, then delete the old one
+    /// (a task definition revision, a target group, a DB subnet group).
+    CreateThenDelete,
+    /// Refuse, saying why (replacing it would destroy data or cut every dependant off).
+    Refuse(&'static str),
 }
 
 /// A resource that exists may not be usable yet, or may be on its way out.
@@ -228,6 +272,7 @@ pub trait DynResource: Send + Sync {
     fn find<'a>(&'a self, ctx: &'a Ctx, id: &'a str) -> BoxFuture<'a, Result<Option<Observed>, AwsError>>;
     fn adopt<'a>(&'a self, ctx: &'a Ctx, logical_id: &'a str) -> BoxFuture<'a, Result<Vec<Observed>, AwsError>>;
     fn diff(&self, observed: &Observed) -> Diff;
+    fn replacement(&self) -> Replacement;
     fn create<'a>(&'a self, ctx: &'a Ctx, logical_id: &'a str, token: &'a str) -> BoxFuture<'a, Result<String, AwsError>>;
     fn await_ready<'a>(&'a self, ctx: &'a Ctx, id: &'a str) -> BoxFuture<'a, Result<(), AwsError>>;
     fn update<'a>(
@@ -255,6 +300,9 @@ impl<R: Resource> DynResource for R {
     }
     fn diff(&self, observed: &Observed) -> Diff {
         Resource::diff(self, unerase::<R>(observed))
+    }
+    fn replacement(&self) -> Replacement {
+        R::REPLACEMENT
     }
     fn create<'a>(&'a self, ctx: &'a Ctx, logical_id: &'a str, token: &'a str) -> BoxFuture<'a, Result<String, AwsError>> {
         Resource::create(self, ctx, logical_id, token).boxed()
@@ -315,6 +363,20 @@ macro_rules! registry {
                 }
             }
 
+            /// Whether `adopt` may return resources without the stack's tags.
+            pub fn adopts_untagged(self) -> bool {
+                match self {
+                    $(Kind::$variant => <$spec as Resource>::ADOPTS_UNTAGGED,)*
+                }
+            }
+
+            /// Kinds that may be deleted only once this kind's resources are gone.
+            pub fn delete_before(self) -> &'static [(Kind, &'static str)] {
+                match self {
+                    $(Kind::$variant => <$spec as Resource>::DELETE_BEFORE,)*
+                }
+            }
+
             async fn delete_by_kind(self, ctx: &Ctx, id: &str, recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {
                 match self {
                     $(Kind::$variant => <$spec as Resource>::delete(ctx, id, recorded).await,)*
@@ -354,6 +416,20 @@ registry! {
     Route = "route" => network::route::RouteSpec,
     RouteTableAssociation = "route_table_association" => network::route_table_association::RouteTableAssociationSpec,
     SecurityGroup = "security_group" => network::security_group::SecurityGroupSpec,
+    SsmParameter = "ssm_parameter" => secrets::ssm_parameter::SsmParameterSpec,
+    IamRole = "iam_role" => iam::role::RoleSpec,
+    LogGroup = "log_group" => logs::log_group::LogGroupSpec,
+    DbSubnetGroup = "db_subnet_group" => database::db_subnet_group::DbSubnetGroupSpec,
+    DbCluster = "db_cluster" => database::db_cluster::DbClusterSpec,
+    DbInstance = "db_instance" => database::db_instance::DbInstanceSpec,
+    EcrRepository = "ecr_repository" => compute::ecr_repository::EcrRepositorySpec,
+    Image = "image" => compute::image::ImageSpec,
+    EcsCluster = "ecs_cluster" => compute::ecs_cluster::EcsClusterSpec,
+    TaskDefinition = "task_definition" => compute::task_definition::TaskDefinitionSpec,
+    EcsService = "ecs_service" => compute::ecs_service::EcsServiceSpec,
+    LoadBalancer = "load_balancer" => load_balancer::load_balancer::LoadBalancerSpec,
+    TargetGroup = "target_group" => load_balancer::target_group::TargetGroupSpec,
+    Listener = "listener" => load_balancer::listener::ListenerSpec,
 }
 
 impl Kind {

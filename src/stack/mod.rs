@@ -1,5 +1,7 @@
 //! The architecture: the desired resources, their specs and their edges, one file per tier.
 
+mod compute;
+mod data;
 mod network;
 
 use std::cell::RefCell;
@@ -65,9 +67,11 @@ pub struct Stack {
 
 impl Stack {
     /// Every tier's resources; an error if their dependencies form a cycle.
-    pub fn desired(settings: &Settings, azs: &[String]) -> Result<Stack> {
+    pub fn desired(settings: &Settings, azs: &[String], region: &str) -> Result<Stack> {
         let mut stack = Stack { nodes: BTreeMap::new() };
         network::add(&mut stack, settings, azs);
+        data::add(&mut stack, settings, region);
+        compute::add(&mut stack, settings, region);
         stack.check()?;
         Ok(stack)
     }
@@ -131,10 +135,12 @@ pub fn destroy_dag(stack: &Stack, present: &BTreeMap<String, Kind>) -> Dag {
             dag.add_edge(dep, &node.id);
         }
     }
-    // AWS's hidden dependencies, declared by each kind (`Resource::DELETE_AFTER`).
+    // AWS's hidden dependencies, declared by the kinds (`DELETE_AFTER`, `DELETE_BEFORE`).
     for (first, first_kind) in present {
         for (second, second_kind) in present {
-            if second_kind.delete_after().iter().any(|(k, _)| k == first_kind) {
+            let declared_by_second = second_kind.delete_after().iter().any(|(k, _)| k == first_kind);
+            let declared_by_first = first_kind.delete_before().iter().any(|(k, _)| k == second_kind);
+            if declared_by_second || declared_by_first {
                 dag.add_edge(second, first);
             }
         }
@@ -150,7 +156,7 @@ mod tests {
     fn stack(nat: u8) -> Stack {
         let mut cfg = Config::with_defaults("books");
         cfg.nat_gateways = nat;
-        Stack::desired(&cfg.validate().unwrap(), &["us-east-1a".into(), "us-east-1b".into()]).unwrap()
+        Stack::desired(&cfg.validate().unwrap(), &["us-east-1a".into(), "us-east-1b".into()], "us-east-1").unwrap()
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ec2::types::Filter;
 
 pub const STACK: &str = "books";
+pub const TEST_IMAGE: &str = "public.ecr.aws/docker/library/books-api:1.0";
 
 /// A moto server process, killed on drop.
 pub struct Moto {
@@ -118,6 +119,10 @@ impl Project {
         let project = Project { dir: tempfile::tempdir().unwrap(), endpoint: endpoint.to_string() };
         let run = project.infra(&["init", "--stack", STACK]);
         assert_eq!(run.code, 0, "{run:?}");
+        // moto's ECR has no registry and this machine has no Docker engine: a prebuilt
+        // image, and no rollout wait (moto's services never reach steady state).
+        project.edit_config("source_code_path = \"api\"", &format!("image = \"{TEST_IMAGE}\""));
+        project.edit_config("wait_for_rollout = true", "wait_for_rollout = false");
         project
     }
 
@@ -198,22 +203,41 @@ pub fn mutating(calls: &[Call]) -> Vec<String> {
     calls.iter().filter(|c| c.mutating).map(|c| c.operation.clone()).collect()
 }
 
-/// An EC2 client on the same moto, to read back and to change things out of band.
-pub async fn ec2(moto: &Moto) -> aws_sdk_ec2::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// The SDK configuration for the same moto, to read back and to change things out of band.
+pub async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(&moto.endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
         .load()
-        .await;
-    aws_sdk_ec2::Client::new(&config)
+        .await
+}
+
+/// An EC2 client on the same moto, to read back and to change things out of band; it
+/// carries the SDK configuration for the other services' clients.
+pub struct TestAws {
+    pub client: aws_sdk_ec2::Client,
+    pub sdk: aws_config::SdkConfig,
+}
+
+impl std::ops::Deref for TestAws {
+    type Target = aws_sdk_ec2::Client;
+    fn deref(&self) -> &aws_sdk_ec2::Client {
+        &self.client
+    }
+}
+
+pub async fn ec2(moto: &Moto) -> TestAws {
+    let sdk = sdk_config(moto).await;
+    TestAws { client: aws_sdk_ec2::Client::new(&sdk), sdk }
 }
 
 fn stack_filter() -> Filter {
     Filter::builder().name("tag:infra:stack").values(STACK).build()
 }
 
-/// Count of live resources of each network kind carrying the stack's tag.
+/// Count of live resources of each kind belonging to the stack (by tag, or by the stack's
+/// names and paths where the service lists by those).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Inventory {
     pub vpcs: usize,
@@ -225,9 +249,23 @@ pub struct Inventory {
     pub security_groups: usize,
     /// Non-default VPCs in the account, tagged or not: catches untagged duplicates.
     pub all_vpcs: usize,
+    pub ssm_parameters: usize,
+    pub iam_roles: usize,
+    pub log_groups: usize,
+    pub db_subnet_groups: usize,
+    pub db_clusters: usize,
+    pub db_instances: usize,
+    pub ecr_repositories: usize,
+    pub ecs_clusters: usize,
+    pub task_definitions: usize,
+    pub ecs_services: usize,
+    pub load_balancers: usize,
+    pub target_groups: usize,
+    pub listeners: usize,
 }
 
-pub async fn inventory(ec2: &aws_sdk_ec2::Client) -> Inventory {
+pub async fn inventory(ec2: &TestAws) -> Inventory {
+    let sdk = &ec2.sdk;
     let vpcs = ec2.describe_vpcs().filters(stack_filter()).send().await.unwrap();
     let all_vpcs = ec2.describe_vpcs().send().await.unwrap();
     let igws = ec2.describe_internet_gateways().filters(stack_filter()).send().await.unwrap();
@@ -236,6 +274,89 @@ pub async fn inventory(ec2: &aws_sdk_ec2::Client) -> Inventory {
     let nats = ec2.describe_nat_gateways().filter(stack_filter()).send().await.unwrap();
     let rts = ec2.describe_route_tables().filters(stack_filter()).send().await.unwrap();
     let sgs = ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap();
+
+    let ssm = aws_sdk_ssm::Client::new(sdk);
+    let ssm_parameters = ssm
+        .describe_parameters()
+        .parameter_filters(aws_sdk_ssm::types::ParameterStringFilter::builder().key("tag:infra:stack").values(STACK).build().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .parameters()
+        .len();
+    let iam = aws_sdk_iam::Client::new(sdk);
+    let iam_roles = iam.list_roles().path_prefix(format!("/infra/{STACK}/")).send().await.unwrap().roles().len();
+    let logs = aws_sdk_cloudwatchlogs::Client::new(sdk);
+    let log_groups = logs.describe_log_groups().log_group_name_prefix(format!("/infra/{STACK}/")).send().await.unwrap().log_groups().len();
+    let rds = aws_sdk_rds::Client::new(sdk);
+    let ours = |tags: &[aws_sdk_rds::types::Tag]| tags.iter().any(|t| t.key() == Some("infra:stack") && t.value() == Some(STACK));
+    let db_clusters = rds.describe_db_clusters().send().await.unwrap().db_clusters().iter().filter(|c| ours(c.tag_list())).count();
+    let db_instances = rds.describe_db_instances().send().await.unwrap().db_instances().iter().filter(|i| ours(i.tag_list())).count();
+    let db_subnet_groups = rds
+        .describe_db_subnet_groups()
+        .send()
+        .await
+        .unwrap()
+        .db_subnet_groups()
+        .iter()
+        .filter(|g| g.db_subnet_group_name().is_some_and(|n| n.starts_with(&format!("{STACK}-"))))
+        .count();
+    let ecr = aws_sdk_ecr::Client::new(sdk);
+    let ecr_repositories = ecr
+        .describe_repositories()
+        .send()
+        .await
+        .unwrap()
+        .repositories()
+        .iter()
+        .filter(|r| r.repository_name().is_some_and(|n| n.starts_with(&format!("{STACK}/"))))
+        .count();
+    let ecs = aws_sdk_ecs::Client::new(sdk);
+    let clusters = ecs.list_clusters().send().await.unwrap().cluster_arns().to_vec();
+    let described = if clusters.is_empty() {
+        Vec::new()
+    } else {
+        ecs.describe_clusters().set_clusters(Some(clusters)).send().await.unwrap().clusters().to_vec()
+    };
+    let ecs_clusters = described.iter().filter(|c| c.status() == Some("ACTIVE") && c.cluster_name() == Some(STACK)).count();
+    let mut ecs_services = 0;
+    for c in described.iter().filter(|c| c.status() == Some("ACTIVE")) {
+        let arns = ecs.list_services().cluster(c.cluster_arn().unwrap()).send().await.unwrap().service_arns().to_vec();
+        if !arns.is_empty() {
+            let services = ecs.describe_services().cluster(c.cluster_arn().unwrap()).set_services(Some(arns)).send().await.unwrap();
+            ecs_services += services.services().iter().filter(|s| s.status() == Some("ACTIVE")).count();
+        }
+    }
+    let task_definitions = ecs
+        .list_task_definitions()
+        .family_prefix(format!("{STACK}-books-api"))
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .send()
+        .await
+        .unwrap()
+        .task_definition_arns()
+        .len();
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(sdk);
+    let lbs = elb.describe_load_balancers().send().await.unwrap();
+    let our_lbs: Vec<String> = lbs
+        .load_balancers()
+        .iter()
+        .filter(|l| l.load_balancer_name().is_some_and(|n| n.starts_with(&format!("{STACK}-"))))
+        .filter_map(|l| l.load_balancer_arn().map(str::to_string))
+        .collect();
+    let mut listeners = 0;
+    for arn in &our_lbs {
+        listeners += elb.describe_listeners().load_balancer_arn(arn).send().await.unwrap().listeners().len();
+    }
+    let target_groups = elb
+        .describe_target_groups()
+        .send()
+        .await
+        .unwrap()
+        .target_groups()
+        .iter()
+        .filter(|t| t.target_group_name().is_some_and(|n| n.starts_with(&format!("{STACK}-"))))
+        .count();
     Inventory {
         vpcs: vpcs.vpcs().len(),
         internet_gateways: igws.internet_gateways().len(),
@@ -249,10 +370,23 @@ pub async fn inventory(ec2: &aws_sdk_ec2::Client) -> Inventory {
         route_tables: rts.route_tables().len(),
         security_groups: sgs.security_groups().len(),
         all_vpcs: all_vpcs.vpcs().iter().filter(|v| !v.is_default().unwrap_or(false)).count(),
+        ssm_parameters,
+        iam_roles,
+        log_groups,
+        db_subnet_groups,
+        db_clusters,
+        db_instances,
+        ecr_repositories,
+        ecs_clusters,
+        task_definitions,
+        ecs_services,
+        load_balancers: our_lbs.len(),
+        target_groups,
+        listeners,
     }
 }
 
-/// What one converged network tier with a single NAT gateway holds.
+/// What one converged stack with a single NAT gateway holds.
 pub fn full_inventory() -> Inventory {
     Inventory {
         vpcs: 1,
@@ -263,5 +397,18 @@ pub fn full_inventory() -> Inventory {
         route_tables: 4,
         security_groups: 3,
         all_vpcs: 1,
+        ssm_parameters: 2,
+        iam_roles: 3,
+        log_groups: 1,
+        db_subnet_groups: 1,
+        db_clusters: 1,
+        db_instances: 1,
+        ecr_repositories: 1,
+        ecs_clusters: 1,
+        task_definitions: 1,
+        ecs_services: 1,
+        load_balancers: 1,
+        target_groups: 1,
+        listeners: 1,
     }
 }

@@ -1,0 +1,3 @@
+//! CloudWatch Logs: the service's log group.
+
+pub mod log_group;

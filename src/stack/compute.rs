@@ -1,0 +1,132 @@
+//! The compute tier: the image's ECR repository, the ECS cluster, the Fargate task
+//! definition and service, and the load balancer with its target group and listener.
+
+use std::collections::BTreeMap;
+
+use super::Stack;
+use crate::config::Settings;
+use crate::resources::compute::ecr_repository::EcrRepositorySpec;
+use crate::resources::compute::ecs_cluster::EcsClusterSpec;
+use crate::resources::compute::ecs_service::EcsServiceSpec;
+use crate::resources::compute::image::{build_context, context_hash, ImageSpec};
+use crate::resources::compute::task_definition::{ContainerSpec, TaskDefinitionSpec};
+use crate::resources::load_balancer::listener::ListenerSpec;
+use crate::resources::load_balancer::load_balancer::LoadBalancerSpec;
+use crate::resources::load_balancer::target_group::TargetGroupSpec;
+use crate::resources::StackTags;
+
+pub const CONTAINER_NAME: &str = "books-api";
+pub const HEALTH_CHECK_PATH: &str = "/api/v1/healthz";
+
+pub fn add(stack: &mut Stack, settings: &Settings, region: &str) {
+    let cfg = settings.config.clone();
+    let name = cfg.stack.clone();
+    let tags = move |id: &str| StackTags::new(&name, id);
+
+    let t = tags("ecr_repository");
+    let repository = format!("{}/{CONTAINER_NAME}", cfg.stack);
+    stack.add("ecr_repository", &[], move |_| EcrRepositorySpec { tags: t.clone(), name: repository.clone() });
+
+    if let (None, Some(source)) = (&cfg.image, &cfg.source_code_path) {
+        let source = settings.base_dir.join(source);
+        let context = build_context(&source);
+        let dockerfile = source.join("Dockerfile");
+        // Unreadable source yields a tag that never matches, and `up` says why it cannot build.
+        let tag = context_hash(&context).unwrap_or_else(|e| format!("unreadable-{}", e.kind()).to_lowercase().replace(' ', "-"));
+        stack.add("image", &[], move |r| ImageSpec {
+            repository_uri: r.attr("ecr_repository", "uri"),
+            repository_name: r.id("ecr_repository"),
+            context: context.clone(),
+            dockerfile: dockerfile.clone(),
+            tag: tag.clone(),
+        });
+    }
+
+    let (t, cluster) = (tags("ecs_cluster"), cfg.stack.clone());
+    stack.add("ecs_cluster", &[], move |_| EcsClusterSpec { tags: t.clone(), name: cluster.clone() });
+
+    let (t, lb_name) = (tags("alb"), format!("{}-alb", cfg.stack));
+    stack.add("alb", &[], move |r| LoadBalancerSpec {
+        tags: t.clone(),
+        name: lb_name.clone(),
+        subnets: [r.id("subnet.public.a"), r.id("subnet.public.b")].into(),
+        security_groups: [r.id("sg.alb")].into(),
+    });
+
+    let (t, prefix, port) = (tags("target_group"), cfg.stack.clone(), cfg.container_port);
+    stack.add("target_group", &[], move |r| TargetGroupSpec {
+        tags: t.clone(),
+        stack: prefix.clone(),
+        vpc_id: r.id("vpc"),
+        port,
+        health_check_path: HEALTH_CHECK_PATH.into(),
+    });
+
+    stack.add("listener.http", &[], |r| ListenerSpec {
+        load_balancer_arn: r.id("alb"),
+        port: 80,
+        target_group_arn: r.id("target_group"),
+    });
+
+    let (t, c, region) = (tags("task_definition"), cfg.clone(), region.to_string());
+    stack.add("task_definition", &[], move |r| {
+        // The image: the prebuilt URI from the config, else the one `up` built and pushed.
+        let image = match &c.image {
+            Some(image) => image.clone(),
+            None => r.attr("image", "uri"),
+        };
+        let environment: BTreeMap<String, String> = [
+            ("DB_HOST", r.attr("db_cluster", "endpoint")),
+            ("DB_PORT", "5432".to_string()),
+            ("DB_USER", c.db_user.clone()),
+            ("DB_NAME", c.db_name.clone()),
+            ("DB_SSLMODE", "require".to_string()),
+            ("BASIC_AUTH_USER", c.http_basic_auth_user.clone()),
+            ("PORT", c.container_port.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        // By parameter ARN: ECS reads the values at task start; they never enter the task
+        // definition, the state or a log.
+        let secrets: BTreeMap<String, String> = [
+            ("DB_PASSWORD".to_string(), r.attr("ssm.db_password", "arn")),
+            ("BASIC_AUTH_PASSWORD".to_string(), r.attr("ssm.basic_auth_password", "arn")),
+        ]
+        .into();
+        TaskDefinitionSpec {
+            tags: t.clone(),
+            family: format!("{}-{CONTAINER_NAME}", c.stack),
+            cpu: c.task_cpu,
+            memory: c.task_memory,
+            execution_role_arn: r.attr("role.task_execution", "arn"),
+            task_role_arn: r.attr("role.task", "arn"),
+            container: ContainerSpec {
+                name: CONTAINER_NAME.into(),
+                image,
+                port: c.container_port,
+                environment,
+                secrets,
+                log_group: r.id("log_group.service"),
+                region: region.clone(),
+            },
+        }
+    });
+
+    let (t, c) = (tags("ecs_service"), cfg.clone());
+    // The target group must be attached to the load balancer (through the listener) before
+    // a service can register into it: CreateService fails with InvalidParameterException.
+    stack.add("ecs_service", &["listener.http"], move |r| EcsServiceSpec {
+        tags: t.clone(),
+        name: CONTAINER_NAME.into(),
+        cluster_arn: r.id("ecs_cluster"),
+        task_definition_arn: r.id("task_definition"),
+        desired_count: c.desired_count,
+        subnets: [r.id("subnet.ecs.a"), r.id("subnet.ecs.b")].into(),
+        security_groups: [r.id("sg.ecs")].into(),
+        target_group_arn: r.id("target_group"),
+        container_name: CONTAINER_NAME.into(),
+        container_port: c.container_port,
+        wait_for_rollout: c.wait_for_rollout,
+    });
+}
