@@ -74,8 +74,8 @@ impl From<tokio_postgres::Error> for AppError {
     }
 }
 
-impl From<deadpool_postgres::PoolError> for AppError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
+impl From<crate::db::Unavailable> for AppError {
+    fn from(e: crate::db::Unavailable) -> Self {
         AppError::Internal(Box::new(e))
     }
 }

@@ -29,13 +29,13 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// Shared by all handlers.
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: deadpool_postgres::Pool,
+    pub db: db::Db,
     pub credentials: Arc<auth::Credentials>,
 }
 
 impl AppState {
-    pub fn new(pool: deadpool_postgres::Pool, basic_auth_user: &str, basic_auth_password: &str) -> Self {
-        AppState { pool, credentials: Arc::new(auth::Credentials::new(basic_auth_user, basic_auth_password)) }
+    pub fn new(db: db::Db, basic_auth_user: &str, basic_auth_password: &str) -> Self {
+        AppState { db, credentials: Arc::new(auth::Credentials::new(basic_auth_user, basic_auth_password)) }
     }
 }
 
@@ -60,6 +60,7 @@ pub fn app(state: AppState) -> Router {
 
     Router::new()
         .route("/api/v1/healthz", get(routes::healthz))
+        .route("/api/v1/readyz", get(routes::readyz))
         .route("/api-docs", get(routes::api_docs))
         .route("/api/v1/book", get(routes::list_books).post(routes::create_book))
         .route(
@@ -105,9 +106,9 @@ pub fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
 pub async fn run(config: Config) -> Result<(), StartupError> {
     let mut shutdown = shutdown_signal()?;
 
-    let pool = db::build_pool(&config.db)?;
+    let db = db::Db::new(&config.db)?;
     tokio::select! {
-        ready = db::connect_with_retry(&pool, config.db.connect_timeout) => ready?,
+        ready = db::connect_with_retry(&db, config.db.connect_timeout) => ready?,
         _ = shutdown.changed() => {
             tracing::info!("shutdown requested during start-up");
             return Ok(());
@@ -120,13 +121,13 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!(%addr, "listening");
 
-    let state = AppState::new(pool.clone(), &config.basic_auth_user, &config.basic_auth_password);
+    let state = AppState::new(db.clone(), &config.basic_auth_user, &config.basic_auth_password);
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;
         })
         .await?;
-    pool.close();
+    db.close();
     tracing::info!("shut down cleanly");
     Ok(())
 }
