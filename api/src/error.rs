@@ -60,7 +60,11 @@ impl IntoResponse for AppError {
                 None,
             ),
             AppError::Internal(e) => {
-                tracing::error!(error = %crate::db::error_chain(e.as_ref()), "internal error");
+                tracing::error!(
+                    error = %crate::db::error_chain(e.as_ref()),
+                    request_id = %crate::access_log::current_request_id(),
+                    "internal error"
+                );
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal server error".into(), None)
             }
         };

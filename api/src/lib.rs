@@ -2,6 +2,7 @@
 //! "Simple Books API". [`app`] builds the router (tests drive it with
 //! `oneshot`); [`run`] is the whole service as the binary runs it.
 
+pub mod access_log;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -13,12 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::Request;
 use axum::routing::get;
 use axum::Router;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 pub use config::Config;
 pub use db::StartupError;
@@ -41,23 +38,6 @@ impl AppState {
 
 /// The service's router with all middleware.
 pub fn app(state: AppState) -> Router {
-    let trace = TraceLayer::new_for_http()
-        .make_span_with(|req: &Request<_>| {
-            let request_id = req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            tracing::info_span!(
-                "request",
-                method = %req.method(),
-                uri = %req.uri(),
-                request_id = %request_id,
-            )
-        })
-        .on_request(())
-        .on_response(DefaultOnResponse::new().level(Level::INFO));
-
     Router::new()
         .route("/api/v1/healthz", get(routes::healthz))
         .route("/api/v1/readyz", get(routes::readyz))
@@ -70,23 +50,23 @@ pub fn app(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        // Outermost first: the id is set (or kept from API Gateway/ALB), then
-        // traced, then copied to the response.
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(trace)
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // Request id (kept from API Gateway/ALB or made) + one access line.
+        .layer(axum::middleware::from_fn(access_log::layer))
         .with_state(state)
 }
 
 /// JSON logs on stdout; level from `RUST_LOG` (default `info`).
 ///
 /// Lines are written by a background thread (tracing-appender), so a slow
-/// log pipe never stalls the request workers; keep the returned guard alive
-/// until exit so buffered lines are flushed.
+/// log pipe never stalls the request workers; it writes whatever lines are
+/// queued in one `write` (the `BufWriter`; it flushes whenever the queue is
+/// empty), not one syscall per line. Keep the returned guard alive until
+/// exit so buffered lines are flushed.
 pub fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let (writer, guard) =
+        tracing_appender::non_blocking(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
