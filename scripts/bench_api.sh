@@ -24,6 +24,13 @@
 # BENCH_ROUNDS (3), BENCH_CONNECTIONS (64), BENCH_RUST_LOG (info),
 # BENCH_DB_POOL_SIZE (service default), BENCH_LIST_BOOKS (50000),
 # BENCH_STRICT=1 to exit 1 when a target is missed.
+#
+# BENCH_CALLGRIND=1 instead runs the service under valgrind's callgrind,
+# zeroes the counters once it is warm, sends GET-by-id requests with wrk
+# (1 thread, 8 connections, BENCH_SECONDS) and prints the instructions the
+# service spent per request, with the top functions (inclusive). Instruction
+# counts do not depend on machine load, so before/after compare repeatably.
+# BENCH_CALLGRIND_OUT=file keeps the callgrind profile for callgrind_annotate.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -123,12 +130,13 @@ env -i PATH="$PATH" RUST_LOG="${BENCH_RUST_LOG:-info}" \
     DB_HOST=127.0.0.1 DB_PORT="$PG_PORT" DB_USER="$DB_USER" DB_PASSWORD="$DB_PASSWORD" \
     DB_NAME=books DB_SSLMODE=disable PORT="$API_PORT" BIND_ADDR=127.0.0.1 \
     ${BENCH_DB_POOL_SIZE:+DB_POOL_SIZE="$BENCH_DB_POOL_SIZE"} \
+    ${BENCH_CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out"} \
     "$BIN" >"$TMP/api.log" 2>&1 &
 API_PID=$!
-for i in $(seq 1 100); do
+for i in $(seq 1 600); do
     PORT="$API_PORT" "$BIN" --healthcheck && break
     kill -0 "$API_PID" 2>/dev/null || { cat "$TMP/api.log" >&2; die "books-api exited"; }
-    [[ $i -eq 100 ]] && { cat "$TMP/api.log" >&2; die "books-api not healthy"; }
+    [[ $i -eq 600 ]] && { cat "$TMP/api.log" >&2; die "books-api not healthy"; }
     sleep 0.1
 done
 
@@ -157,6 +165,28 @@ end
 LUA
 cat "$TMP/report.lua" >> "$TMP/by_id.lua"
 cp "$TMP/report.lua" "$TMP/list.lua"
+
+if [[ -n "${BENCH_CALLGRIND:-}" ]]; then
+    command -v callgrind_control >/dev/null || die "valgrind not installed (apt-get install -y valgrind)"
+    URL="http://127.0.0.1:$API_PORT/api/v1/book/1"
+    log "callgrind: warm-up, then wrk -t1 -c8 -d${SECONDS_PER_PHASE}s GET /api/v1/book/{id}"
+    wrk -t1 -c8 -d3s -s "$TMP/by_id.lua" "$URL" >/dev/null
+    sleep 1
+    callgrind_control -z "$API_PID" >/dev/null
+    read -r _ _ _ N _ NON2XX < <(wrk -t1 -c8 -d"${SECONDS_PER_PHASE}s" -s "$TMP/by_id.lua" "$URL" | grep '^RESULT' | cut -d' ' -f2-)
+    callgrind_control -d "$API_PID" >/dev/null
+    sleep 1
+    OUT="$(ls -t "$TMP"/callgrind.out* | head -n1)"
+    [[ -n "${BENCH_CALLGRIND_OUT:-}" ]] && cp "$OUT" "$BENCH_CALLGRIND_OUT"
+    TOTAL="$(callgrind_annotate "$OUT" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')"
+    echo
+    echo "callgrind: $N requests ($NON2XX non-2xx), $TOTAL instructions in the service = $((TOTAL / N)) per request"
+    echo "top functions, inclusive instructions per request:"
+    callgrind_annotate --inclusive=yes --threshold=100 "$OUT" 2>/dev/null \
+        | awk -v n="$N" '/^ *[0-9,]+ / {c=$1; gsub(",", "", c); $1=""; if (c / n >= 300) printf "%9d  %s\n", c / n, substr($0, 1, 160)}' \
+        | head -n "${BENCH_CALLGRIND_TOP:-60}"
+    exit 0
+fi
 
 run_wrk() { # name script url -> "rps p50 p99 requests errors non2xx"
     wrk -t"$THREADS" -c"$CONNS" -d"${SECONDS_PER_PHASE}s" -s "$2" "$3" > "$TMP/wrk-$1.txt"

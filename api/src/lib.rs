@@ -67,6 +67,7 @@ pub fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) =
         tracing_appender::non_blocking(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+    access_log::set_writer(writer.clone());
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
