@@ -136,7 +136,11 @@ pub fn format_line(now: SystemTime, method: &str, uri: &axum::http::Uri, status:
         Some(pq) => escape_into(&mut out, pq.as_str().as_bytes()),
         None => escape_into(&mut out, uri.to_string().as_bytes()),
     }
-    let _ = write!(out, "\",\"status\":{status},\"latency_us\":{latency_us},\"request_id\":\"");
+    out.extend_from_slice(b"\",\"status\":");
+    push_decimal(&mut out, u64::from(status), 1);
+    out.extend_from_slice(b",\"latency_us\":");
+    push_decimal(&mut out, latency_us, 1);
+    out.extend_from_slice(b",\"request_id\":\"");
     escape_into(&mut out, id);
     out.extend_from_slice(b"\",\"target\":\"books_api::access\"}\n");
     out
@@ -145,6 +149,10 @@ pub fn format_line(now: SystemTime, method: &str, uri: &axum::http::Uri, status:
 /// JSON string escaping for header-ish bytes (ASCII expected; other bytes
 /// are written as `\u00XX` so the line stays valid UTF-8 JSON).
 fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.iter().all(|&b| matches!(b, 0x20..=0x7e) && b != b'"' && b != b'\\') {
+        out.extend_from_slice(bytes);
+        return;
+    }
     for &b in bytes {
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -175,14 +183,36 @@ fn write_timestamp(out: &mut Vec<u8>, now: SystemTime) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_micros()
-    );
+    push_decimal(out, year.max(0) as u64, 4);
+    out.push(b'-');
+    push_decimal(out, month as u64, 2);
+    out.push(b'-');
+    push_decimal(out, day as u64, 2);
+    out.push(b'T');
+    push_decimal(out, rem / 3600, 2);
+    out.push(b':');
+    push_decimal(out, rem / 60 % 60, 2);
+    out.push(b':');
+    push_decimal(out, rem % 60, 2);
+    out.push(b'.');
+    push_decimal(out, u64::from(d.subsec_micros()), 6);
+    out.push(b'Z');
+}
+
+/// `n` in decimal, zero-padded to at least `width` digits (no `fmt` machinery).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let start = i.min(buf.len() - width.min(buf.len()));
+    out.extend_from_slice(&buf[start..]);
 }
 
 #[cfg(test)]
@@ -209,6 +239,12 @@ mod tests {
             assert_eq!(v["request_id"], "id-\"quoted\"\u{1}");
             assert_eq!(v["level"], "INFO");
             assert_eq!(v["target"], "books_api::access");
+        }
+        let mut out = Vec::new();
+        for (n, w, s) in [(0, 1, "0"), (7, 2, "07"), (123456, 6, "123456"), (5, 6, "000005"), (u64::MAX, 1, "18446744073709551615")] {
+            out.clear();
+            push_decimal(&mut out, n, w);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), s);
         }
     }
 

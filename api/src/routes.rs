@@ -225,7 +225,7 @@ pub async fn list_books(
     let done = (first.len() as i64) < want(limit) || remaining == Some(0);
     let mut out = Vec::with_capacity(256 * first.len() + 2);
     out.push(b'[');
-    write_books(&mut out, &first, false);
+    write_books(&mut out, &first, false).map_err(|e| AppError::Internal(Box::new(e)))?;
     if done {
         out.push(b']');
         return Ok(json_response(out));
@@ -245,9 +245,12 @@ pub async fn list_books(
                 Ok(c) => c.list_after(after, n).await.map_err(|e| Box::new(e) as StartupError),
                 Err(e) => Err(Box::new(e) as StartupError),
             };
+            let page = page.and_then(|page| {
+                write_books(&mut out, &page, true).map_err(|e| Box::new(e) as StartupError)?;
+                Ok(page)
+            });
             match page {
                 Ok(page) => {
-                    write_books(&mut out, &page, true);
                     let after = page.last().map_or(after, |b| b.id);
                     let remaining = remaining.map(|r| r - page.len() as i64);
                     if (page.len() as i64) < n || remaining == Some(0) {
@@ -273,13 +276,21 @@ pub async fn list_books(
     Ok(resp)
 }
 
-fn write_books(out: &mut Vec<u8>, books: &[Book], continuing: bool) {
+fn write_books(out: &mut Vec<u8>, books: &[Book], continuing: bool) -> Result<(), time::error::Format> {
     for (i, book) in books.iter().enumerate() {
         if continuing || i > 0 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut *out, book).expect("a book serializes");
+        book.write_json(out)?;
     }
+    Ok(())
+}
+
+/// One book as the response body.
+fn book_response(book: &Book) -> Result<Response, AppError> {
+    let mut out = Vec::with_capacity(192 + book.title.len() + book.author.len());
+    book.write_json(&mut out).map_err(|e| AppError::Internal(Box::new(e)))?;
+    Ok(json_response(out))
 }
 
 fn json_response(body: Vec<u8>) -> Response {
@@ -304,8 +315,8 @@ pub async fn create_book(
     _: Authenticated,
     State(state): State<AppState>,
     ValidBook(input): ValidBook,
-) -> Result<Json<Book>, AppError> {
-    Ok(Json(state.db.conn().await?.create_book(&input).await?))
+) -> Result<Response, AppError> {
+    book_response(&state.db.conn().await?.create_book(&input).await?)
 }
 
 /// Read one book.
@@ -326,8 +337,8 @@ pub async fn get_book(
     _: Authenticated,
     State(state): State<AppState>,
     BookId(id): BookId,
-) -> Result<Json<Book>, AppError> {
-    state.db.conn().await?.get_book(id).await?.map(Json).ok_or(AppError::NotFound("book"))
+) -> Result<Response, AppError> {
+    book_response(&state.db.conn().await?.get_book(id).await?.ok_or(AppError::NotFound("book"))?)
 }
 
 /// Replace a book's title, author and year.
@@ -351,8 +362,8 @@ pub async fn update_book(
     State(state): State<AppState>,
     BookId(id): BookId,
     ValidBook(input): ValidBook,
-) -> Result<Json<Book>, AppError> {
-    state.db.conn().await?.update_book(id, &input).await?.map(Json).ok_or(AppError::NotFound("book"))
+) -> Result<Response, AppError> {
+    book_response(&state.db.conn().await?.update_book(id, &input).await?.ok_or(AppError::NotFound("book"))?)
 }
 
 /// Delete a book (soft delete: it disappears from every route).
