@@ -201,6 +201,16 @@ run_pgbench() { # seconds -> TPS
     printf '%.1f' "$tps"
 }
 load1() { cut -d' ' -f1 /proc/loadavg; }
+# CPU time (clock ticks, user+system) of a process, and of PostgreSQL (postmaster + backends).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+PG_PID="$(head -n1 "$TMP/data/postmaster.pid")"
+pg_ticks() { # live backends, plus the postmaster's reaped children (pgbench's backends exit)
+    local t p
+    t="$(awk '{print $14 + $15 + $16 + $17}' "/proc/$PG_PID/stat")"
+    for p in $(pgrep -P "$PG_PID"); do t=$((t + $(cpu_ticks "$p"))); done
+    echo "$t"
+}
+HZ="$(getconf CLK_TCK)"
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 NL=$'\n'
 
@@ -218,15 +228,23 @@ RATIOS=""
 P99S=""
 service_phase() {
     log "round $round: wrk GET /api/v1/book/{id}, $CONNS connections, ${SECONDS_PER_PHASE}s"
+    local api0 pg0
+    api0="$(cpu_ticks "$API_PID")"; pg0="$(pg_ticks)"
     read -r ID_RPS ID_P50 ID_P99 ID_N ID_ERR ID_NON2XX < <(run_wrk by_id "$TMP/by_id.lua" "$BY_ID_URL")
     ID_LOAD="$(load1)"
+    # CPU per request (µs): the service's and PostgreSQL's, during the by-id phase.
+    API_US="$(awk -v t="$(( $(cpu_ticks "$API_PID") - api0 ))" -v hz="$HZ" -v n="$ID_N" 'BEGIN {printf "%.0f", t / hz * 1e6 / n}')"
+    PG_US="$(awk -v t="$(( $(pg_ticks) - pg0 ))" -v hz="$HZ" -v n="$ID_N" 'BEGIN {printf "%.0f", t / hz * 1e6 / n}')"
     log "round $round: wrk GET /api/v1/book?limit=20"
     read -r LS_RPS LS_P50 LS_P99 LS_N LS_ERR LS_NON2XX < <(run_wrk list "$TMP/list.lua" "$LIST_URL")
 }
 pg_phase() {
     log "round $round: pgbench -S -c $CONNS -j $THREADS -T $SECONDS_PER_PHASE"
+    local pg0
+    pg0="$(pg_ticks)"
     PG_TPS="$(run_pgbench "$SECONDS_PER_PHASE")"
     PG_LOAD="$(load1)"
+    PGB_US="$(awk -v t="$(( $(pg_ticks) - pg0 ))" -v hz="$HZ" -v tps="$PG_TPS" -v s="$SECONDS_PER_PHASE" 'BEGIN {printf "%.0f", t / hz * 1e6 / (tps * s)}')"
 }
 for round in $(seq 1 "$ROUNDS"); do
     # Alternate who goes first, so a drift in machine load hits both alike.
@@ -234,8 +252,8 @@ for round in $(seq 1 "$ROUNDS"); do
     RATIO="$(awk -v a="$ID_RPS" -v b="$PG_TPS" 'BEGIN {printf "%.1f", 100 * a / b}')"
     RATIOS+="$RATIO$NL"
     P99S+="$ID_P99$NL"
-    ROWS+="$(printf '| %d | %s | %s | %s | %s/%s | %s | %s | %s | %s %% | %s / %s |' \
-        "$round" "$ID_RPS" "$ID_P50" "$ID_P99" "$ID_ERR" "$ID_NON2XX" "$LS_RPS" "$LS_P99" "$PG_TPS" "$RATIO" "$ID_LOAD" "$PG_LOAD")$NL"
+    ROWS+="$(printf '| %d | %s | %s | %s | %s/%s | %s + %s | %s | %s | %s | %s | %s %% | %s / %s |' \
+        "$round" "$ID_RPS" "$ID_P50" "$ID_P99" "$ID_ERR" "$ID_NON2XX" "$API_US" "$PG_US" "$LS_RPS" "$LS_P99" "$PG_TPS" "$PGB_US" "$RATIO" "$ID_LOAD" "$PG_LOAD")$NL"
 done
 RSS_KB="$(awk '/^VmHWM:/ {print $2}' "/proc/$API_PID/status")"
 RATIO_MED="$(printf '%s' "$RATIOS" | median)"
@@ -276,8 +294,8 @@ cat <<EOF
 
 books-api benchmark ($(nproc) CPUs; load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg); $CONNS connections, ${SECONDS_PER_PHASE}s per phase, $ROUNDS rounds alternating, loopback, RUST_LOG=${BENCH_RUST_LOG:-info})
 
-| round | by-id req/s | p50 ms | p99 ms | err/non-2xx | list?limit=20 req/s | p99 ms | pgbench -S TPS | by-id ÷ pgbench | load1 (by-id / pgbench) |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| round | by-id req/s | p50 ms | p99 ms | err/non-2xx | CPU µs/req (service + PostgreSQL) | list?limit=20 req/s | p99 ms | pgbench -S TPS | PostgreSQL CPU µs/txn | by-id ÷ pgbench | load1 (by-id / pgbench) |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 ${ROWS}
 GET-by-id req/s / pgbench TPS, median of $ROUNDS = ${RATIO_MED} %   (target >= 60 %: ${V_RATIO})
 GET-by-id p99, median of $ROUNDS = ${P99_MED} ms (max ${P99_MAX})   (target < 5 ms: ${V_P99})
