@@ -292,3 +292,32 @@ async fn sigterm_while_waiting_for_the_database_exits_0() {
     assert!(exit.success(), "exit {exit}\n{}", svc.logs());
     assert!(svc.logs().contains("shutdown requested during start-up"));
 }
+
+#[tokio::test]
+async fn access_lines_are_json_and_rust_log_can_drop_them() {
+    let pg = PgCluster::new_running().await;
+    for (filter, expect_line) in [("info", true), ("info,books_api::access=warn", false)] {
+        let port = free_port();
+        let mut env = pg.service_env(port);
+        env.push(("RUST_LOG", filter.into()));
+        let mut svc = Service::spawn(&env, pg.dir());
+        svc.wait_healthy(Duration::from_secs(30)).await;
+        let (status, _) = http(port, "GET", "/api/v1/book?limit=3", None, None).await.unwrap();
+        assert_eq!(status, 200);
+        svc.signal(libc::SIGTERM);
+        assert!(svc.wait_exit(Duration::from_secs(10)).await.success());
+        let logs = svc.logs();
+        let line = logs.lines().find(|l| l.contains("/api/v1/book?limit=3"));
+        assert_eq!(line.is_some(), expect_line, "RUST_LOG={filter}\n{logs}");
+        if let Some(line) = line {
+            let v: serde_json::Value = serde_json::from_str(line).expect("access line is JSON");
+            assert_eq!(v["status"], 200);
+            assert_eq!(v["method"], "GET");
+            assert_eq!(v["target"], "books_api::access");
+            assert_eq!(v["request_id"].as_str().unwrap().len(), 36);
+            assert!(v["latency_us"].is_u64() && v["timestamp"].is_string());
+        }
+        // Start-up lines are there either way.
+        assert!(logs.contains("listening"), "{logs}");
+    }
+}
