@@ -13,7 +13,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -86,40 +85,79 @@ pub fn new_request_id() -> HeaderValue {
 /// one, serves the request with it in scope, copies it to the response and
 /// logs one line: method, path, status, latency, request id. Target
 /// `books_api::access`, so `RUST_LOG=info,books_api::access=warn` drops it.
-pub async fn layer(mut req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let id = match req.headers().get(REQUEST_ID) {
-        Some(id) => id.clone(),
-        None => {
-            let id = new_request_id();
-            req.headers_mut().insert(REQUEST_ID, id.clone());
-            id
-        }
-    };
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let mut resp = CURRENT_REQUEST_ID.scope(id.clone(), next.run(req)).await;
-    if tracing::enabled!(target: "books_api::access", tracing::Level::INFO) {
-        let status = resp.status().as_u16();
-        let latency_us = start.elapsed().as_micros() as u64;
-        match WRITER.get() {
-            Some(writer) => {
-                let line = format_line(SystemTime::now(), method.as_str(), &uri, status, latency_us, id.as_bytes());
-                let _ = writer.clone().write_all(&line);
-            }
-            None => tracing::info!(
-                target: "books_api::access",
-                method = method.as_str(),
-                uri = %uri,
-                status,
-                latency_us,
-                request_id = id.to_str().unwrap_or("-"),
-                "request"
-            ),
-        }
+/// A plain tower layer: axum's `from_fn` clones the boxed inner service
+/// and boxes a second future per request.
+#[derive(Clone, Copy, Default)]
+pub struct AccessLogLayer;
+
+impl<S> tower::Layer<S> for AccessLogLayer {
+    type Service = AccessLog<S>;
+
+    fn layer(&self, inner: S) -> AccessLog<S> {
+        AccessLog { inner }
     }
-    resp.headers_mut().insert(REQUEST_ID, id);
-    resp
+}
+
+#[derive(Clone)]
+pub struct AccessLog<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for AccessLog<S>
+where
+    S: tower::Service<Request, Response = Response> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let start = Instant::now();
+        let id = match req.headers().get(REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = new_request_id();
+                req.headers_mut().insert(REQUEST_ID, id.clone());
+                id
+            }
+        };
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let mut resp = CURRENT_REQUEST_ID.scope(id.clone(), fut).await?;
+            log(start, &method, &uri, resp.status().as_u16(), &id);
+            resp.headers_mut().insert(REQUEST_ID, id);
+            Ok(resp)
+        })
+    }
+}
+
+fn log(start: Instant, method: &axum::http::Method, uri: &axum::http::Uri, status: u16, id: &HeaderValue) {
+    if !tracing::enabled!(target: "books_api::access", tracing::Level::INFO) {
+        return;
+    }
+    let latency_us = start.elapsed().as_micros() as u64;
+    match WRITER.get() {
+        Some(writer) => {
+            let line = format_line(SystemTime::now(), method.as_str(), uri, status, latency_us, id.as_bytes());
+            let _ = writer.clone().write_all(&line);
+        }
+        None => tracing::info!(
+            target: "books_api::access",
+            method = method.as_str(),
+            uri = %uri,
+            status,
+            latency_us,
+            request_id = id.to_str().unwrap_or("-"),
+            "request"
+        ),
+    }
 }
 
 /// One access line, in the shape of the other (tracing JSON) log lines:

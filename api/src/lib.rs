@@ -51,7 +51,7 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         // Request id (kept from API Gateway/ALB or made) + one access line.
-        .layer(axum::middleware::from_fn(access_log::layer))
+        .layer(access_log::AccessLogLayer)
         .with_state(state)
 }
 
