@@ -57,17 +57,17 @@ pub fn app(state: AppState) -> Router {
 
 /// JSON logs on stdout; level from `RUST_LOG` (default `info`).
 ///
-/// Lines are written by a background thread (tracing-appender), so a slow
-/// log pipe never stalls the request workers; it writes whatever lines are
-/// queued in one `write` (the `BufWriter`; it flushes whenever the queue is
-/// empty), not one syscall per line. Keep the returned guard alive until
-/// exit so buffered lines are flushed.
-pub fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
+/// Lines are written by background threads, so a slow log pipe never stalls
+/// the request workers: tracing-appender's for ordinary lines (whatever is
+/// queued goes out in one `write`, through the `BufWriter` it flushes when
+/// its queue is empty), and the access log's own, which writes the access
+/// lines buffered in the last 50 ms at once. Keep the returned guard alive
+/// until exit so buffered lines are flushed.
+pub fn init_tracing() -> LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) =
         tracing_appender::non_blocking(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
-    access_log::set_writer(writer.clone());
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -76,7 +76,13 @@ pub fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
         .with_env_filter(filter)
         .with_writer(writer)
         .init();
-    guard
+    LogGuard { _access: access_log::start_writer(), _worker: guard }
+}
+
+/// Keeps the log writers alive; on drop, buffered lines are written out.
+pub struct LogGuard {
+    _access: access_log::WriterGuard,
+    _worker: tracing_appender::non_blocking::WorkerGuard,
 }
 
 /// Runs the service: pool, start-up retry + migrations, HTTP server until
