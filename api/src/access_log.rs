@@ -27,8 +27,15 @@ static SINK: OnceLock<Sink> = OnceLock::new();
 /// context switch: ~4 % of the service's CPU in `perf`).
 struct Sink {
     buf: Mutex<Vec<u8>>,
+    /// The buffer last written out, kept with its capacity: the two swap
+    /// roles, so steady logging allocates nothing (a fresh buffer per flush,
+    /// grown on the request threads and freed on the writer's, kept ~10 MB
+    /// more resident under mimalloc).
+    spare: Mutex<Vec<u8>>,
     dropped: std::sync::atomic::AtomicU64,
 }
+
+const INITIAL_CAPACITY: usize = 256 * 1024;
 
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// Lines beyond this much unwritten output (stdout stuck) are dropped and counted.
@@ -45,7 +52,12 @@ impl Drop for WriterGuard {
 
 /// Starts the access-line writer thread (the binary does, in `init_tracing`).
 pub fn start_writer() -> WriterGuard {
-    if SINK.set(Sink { buf: Mutex::new(Vec::with_capacity(64 * 1024)), dropped: Default::default() }).is_err() {
+    let sink = Sink {
+        buf: Mutex::new(Vec::with_capacity(INITIAL_CAPACITY)),
+        spare: Mutex::new(Vec::with_capacity(INITIAL_CAPACITY)),
+        dropped: Default::default(),
+    };
+    if SINK.set(sink).is_err() {
         return WriterGuard(());
     }
     // Detached: it sleeps most of the time; the guard's drop does the last flush.
@@ -62,20 +74,27 @@ pub fn start_writer() -> WriterGuard {
 /// Writes out the buffered access lines now.
 pub fn flush() {
     let Some(sink) = SINK.get() else { return };
-    let taken = {
+    // One flusher at a time (the writer thread, or the guard at exit).
+    let mut spare = sink.spare.lock().unwrap_or_else(|e| e.into_inner());
+    {
         let mut buf = sink.buf.lock().unwrap_or_else(|e| e.into_inner());
         if buf.is_empty() {
             return;
         }
-        std::mem::replace(&mut *buf, Vec::with_capacity(64 * 1024))
-    };
+        std::mem::swap(&mut *buf, &mut *spare);
+    }
     let dropped = sink.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(&taken);
+    let _ = out.write_all(&spare);
     if dropped > 0 {
         let _ = writeln!(out, r#"{{"level":"WARN","message":"access lines dropped: stdout not keeping up","dropped":{dropped},"target":"books_api::access"}}"#);
     }
     let _ = out.flush();
+    spare.clear();
+    if spare.capacity() > 4 * INITIAL_CAPACITY {
+        // After a stall: give the memory back.
+        *spare = Vec::with_capacity(INITIAL_CAPACITY);
+    }
 }
 
 tokio::task_local! {
