@@ -309,6 +309,17 @@ impl BookInput {
     }
 }
 
+fn text(value: Option<String>, name: &'static str) -> Result<String, AppError> {
+    match value {
+        None => Err(AppError::validation(name, format!("{name} is required"))),
+        Some(s) if s.is_empty() => Err(AppError::validation(name, format!("{name} is required"))),
+        Some(s) if s.chars().count() > MAX_TEXT_CHARS => {
+            Err(AppError::validation(name, format!("{name} must be at most {MAX_TEXT_CHARS} characters")))
+        }
+        Some(s) => Ok(s),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,16 +343,5 @@ mod tests {
             book.write_json(&mut out).unwrap();
             assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&book).unwrap());
         }
-    }
-}
-
-fn text(value: Option<String>, name: &'static str) -> Result<String, AppError> {
-    match value {
-        None => Err(AppError::validation(name, format!("{name} is required"))),
-        Some(s) if s.is_empty() => Err(AppError::validation(name, format!("{name} is required"))),
-        Some(s) if s.chars().count() > MAX_TEXT_CHARS => {
-            Err(AppError::validation(name, format!("{name} must be at most {MAX_TEXT_CHARS} characters")))
-        }
-        Some(s) => Ok(s),
     }
 }
