@@ -11,27 +11,44 @@ use std::time::Duration;
 
 /// Default for `DB_CONNECT_TIMEOUT_SECS`: how long start-up keeps retrying the database.
 pub const DEFAULT_DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default for `DB_POOL_SIZE`.
-pub const DEFAULT_DB_POOL_SIZE: usize = 10;
+/// Default for `DB_POOL_SIZE`: shared connections; queries pipeline on them.
+pub const DEFAULT_DB_POOL_SIZE: usize = 4;
+/// Defaults of the Go original for `DB_HOST`, `DB_PORT`, `DB_SSLMODE`.
+pub const DEFAULT_DB_HOST: &str = "localhost";
+pub const DEFAULT_DB_PORT: u16 = 5432;
+pub const DEFAULT_DB_SSLMODE: SslMode = SslMode::Disable;
 /// Default for `PORT`.
 pub const DEFAULT_PORT: u16 = 8080;
 
-/// TLS mode for the database connection, as in libpq's `sslmode`.
+/// TLS mode for the database connection, with libpq's meaning for each
+/// `sslmode` (https://www.postgresql.org/docs/current/libpq-ssl.html).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
-    /// Plain TCP.
+    /// Plain TCP only.
     Disable,
-    /// TLS, certificate not verified (libpq semantics; what Aurora needs by default).
+    /// Plain TCP first; TLS (certificate not checked) if that fails.
+    Allow,
+    /// TLS (certificate not checked) if the server offers it, else plain TCP.
+    Prefer,
+    /// TLS, certificate not checked — unless `DB_SSLROOTCERT` is set, then as
+    /// `verify-ca` (libpq does the same when a root certificate file exists).
     Require,
-    /// TLS, certificate chain and host name verified.
+    /// TLS, certificate chain checked against the roots, host name not checked.
+    VerifyCa,
+    /// TLS, certificate chain and host name checked.
     VerifyFull,
 }
 
 impl SslMode {
-    fn parse(s: &str) -> Option<Self> {
+    pub const ALL: &'static str = "disable, allow, prefer, require, verify-ca, verify-full";
+
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "disable" => Some(Self::Disable),
+            "allow" => Some(Self::Allow),
+            "prefer" => Some(Self::Prefer),
             "require" => Some(Self::Require),
+            "verify-ca" => Some(Self::VerifyCa),
             "verify-full" => Some(Self::VerifyFull),
             _ => None,
         }
@@ -137,13 +154,20 @@ impl Config {
             return Err(err("BASIC_AUTH_USER", "must not contain ':'"));
         }
         let basic_auth_password = required("BASIC_AUTH_PASSWORD")?;
-        let host = required("DB_HOST")?;
-        let port = parse_port("DB_PORT", &required("DB_PORT")?)?;
+        // As the Go original: DB_HOST, DB_PORT and DB_SSLMODE have defaults.
+        let host = optional("DB_HOST").unwrap_or_else(|| DEFAULT_DB_HOST.to_string());
+        let port = match optional("DB_PORT") {
+            None => DEFAULT_DB_PORT,
+            Some(v) => parse_port("DB_PORT", &v)?,
+        };
         let user = required("DB_USER")?;
         let password = required("DB_PASSWORD")?;
         let name = required("DB_NAME")?;
-        let sslmode = SslMode::parse(required("DB_SSLMODE")?.trim())
-            .ok_or_else(|| err("DB_SSLMODE", "must be one of disable, require, verify-full"))?;
+        let sslmode = match optional("DB_SSLMODE") {
+            None => DEFAULT_DB_SSLMODE,
+            Some(v) => SslMode::parse(v.trim())
+                .ok_or_else(|| err("DB_SSLMODE", format!("must be one of {}", SslMode::ALL)))?,
+        };
         let sslrootcert = optional("DB_SSLROOTCERT").map(PathBuf::from);
         let connect_timeout = match optional("DB_CONNECT_TIMEOUT_SECS") {
             None => DEFAULT_DB_CONNECT_TIMEOUT,
@@ -233,16 +257,7 @@ mod tests {
 
     #[test]
     fn each_missing_required_variable_is_named_in_the_error() {
-        for var in [
-            "BASIC_AUTH_USER",
-            "BASIC_AUTH_PASSWORD",
-            "DB_HOST",
-            "DB_PORT",
-            "DB_USER",
-            "DB_PASSWORD",
-            "DB_NAME",
-            "DB_SSLMODE",
-        ] {
+        for var in ["BASIC_AUTH_USER", "BASIC_AUTH_PASSWORD", "DB_USER", "DB_PASSWORD", "DB_NAME"] {
             let mut env = full();
             env.remove(var);
             let e = parse(&env).unwrap_err();
@@ -260,7 +275,7 @@ mod tests {
             ("DB_PORT", "0"),
             ("DB_PORT", "70000"),
             ("PORT", "http"),
-            ("DB_SSLMODE", "prefer"),
+            ("DB_SSLMODE", "sometimes"),
             ("DB_SSLMODE", "REQUIRE-ish"),
             ("DB_CONNECT_TIMEOUT_SECS", "-1"),
             ("DB_POOL_SIZE", "0"),
@@ -279,13 +294,32 @@ mod tests {
     fn sslmodes_are_honoured() {
         for (s, m) in [
             ("disable", SslMode::Disable),
+            ("allow", SslMode::Allow),
+            ("prefer", SslMode::Prefer),
             ("require", SslMode::Require),
+            ("verify-ca", SslMode::VerifyCa),
             ("verify-full", SslMode::VerifyFull),
         ] {
             let mut env = full();
             env.insert("DB_SSLMODE", s.into());
             assert_eq!(parse(&env).unwrap().db.sslmode, m);
         }
+    }
+
+    #[test]
+    fn db_host_port_and_sslmode_default_as_in_the_go_original() {
+        let mut env = full();
+        for var in ["DB_HOST", "DB_PORT", "DB_SSLMODE"] {
+            env.remove(var);
+        }
+        let c = parse(&env).unwrap();
+        assert_eq!((c.db.host.as_str(), c.db.port, c.db.sslmode), ("localhost", 5432, SslMode::Disable));
+        // Empty counts as unset, as `os.Getenv(..) == ""` does in Go.
+        for var in ["DB_HOST", "DB_PORT", "DB_SSLMODE"] {
+            env.insert(var, String::new());
+        }
+        let c = parse(&env).unwrap();
+        assert_eq!((c.db.host.as_str(), c.db.port, c.db.sslmode), ("localhost", 5432, SslMode::Disable));
     }
 
     #[test]

@@ -1,16 +1,26 @@
-//! PostgreSQL access: connection pool (deadpool-postgres over tokio-postgres),
-//! TLS per `DB_SSLMODE`, start-up retry, embedded migrations and the queries.
+//! PostgreSQL access: a few shared tokio-postgres connections on which
+//! concurrent queries pipeline, TLS per `DB_SSLMODE` (libpq's meanings),
+//! start-up retry, embedded migrations and the queries.
+//!
+//! Why not a pool with one connection per in-flight request: a GET by id is
+//! one tiny query, and tokio-postgres lets many requests share a connection
+//! (their queries are written back to back and answered in order). A handful
+//! of connections keeps PostgreSQL's backends busy without a checkout, a
+//! recycle check or a context switch per request; see the README's profile.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio_postgres::Row;
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres::{Client, Row, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{DbConfig, SslMode};
 use crate::model::{Book, BookInput};
@@ -33,63 +43,126 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-/// Builds the pool. Nothing connects yet: see [`connect_with_retry`].
-pub fn build_pool(cfg: &DbConfig) -> Result<Pool, StartupError> {
-    let mut pg = tokio_postgres::Config::new();
-    pg.host(&cfg.host)
-        .port(cfg.port)
-        .user(&cfg.user)
-        .password(&cfg.password)
-        .dbname(&cfg.name)
-        .application_name("books-api")
-        .connect_timeout(Duration::from_secs(5))
-        .keepalives(true)
-        .ssl_mode(match cfg.sslmode {
-            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-            SslMode::Require | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
-        });
-    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(cfg)?);
-    let mgr = Manager::from_config(pg, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    let pool = Pool::builder(mgr)
-        .max_size(cfg.pool_size)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(10)))
-        .create_timeout(Some(Duration::from_secs(10)))
-        .recycle_timeout(Some(Duration::from_secs(5)))
-        .build()?;
-    Ok(pool)
+/// No connection to the database could be made (the cause, for logs).
+#[derive(Debug, Clone)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "database unavailable: {}", self.0)
+    }
 }
 
-fn tls_config(cfg: &DbConfig) -> Result<ClientConfig, StartupError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
-    let config = match cfg.sslmode {
-        // libpq's `require`: encrypted, server certificate not checked.
-        SslMode::Require | SslMode::Disable => builder
+impl std::error::Error for Unavailable {}
+
+/// How to open one connection: settings plus the TLS connectors the mode needs.
+struct Connector {
+    pg: tokio_postgres::Config,
+    mode: SslMode,
+    /// TLS without certificate checks (`allow`, `prefer`, `require`).
+    tls_unverified: MakeRustlsConnect,
+    /// TLS with the certificate checked (`verify-ca`, `verify-full`, or
+    /// `require` with a root certificate, as libpq does).
+    tls_verified: Option<MakeRustlsConnect>,
+}
+
+impl Connector {
+    fn new(cfg: &DbConfig) -> Result<Self, StartupError> {
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(&cfg.host)
+            .port(cfg.port)
+            .user(&cfg.user)
+            .password(&cfg.password)
+            .dbname(&cfg.name)
+            .application_name("books-api")
+            .connect_timeout(Duration::from_secs(5))
+            .keepalives(true);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let unverified = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoCertificateVerification(provider)))
-            .with_no_client_auth(),
-        SslMode::VerifyFull => {
-            let mut roots = RootCertStore::empty();
-            match &cfg.sslrootcert {
-                Some(path) => {
-                    for cert in CertificateDer::pem_file_iter(path)
-                        .map_err(|e| format!("DB_SSLROOTCERT {}: {e}", path.display()))?
-                    {
-                        let cert = cert.map_err(|e| format!("DB_SSLROOTCERT {}: {e}", path.display()))?;
-                        roots.add(cert)?;
-                    }
-                }
-                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            .with_custom_certificate_verifier(Arc::new(NoCertificateVerification(provider.clone())))
+            .with_no_client_auth();
+        let verified = match (cfg.sslmode, &cfg.sslrootcert) {
+            (SslMode::VerifyCa | SslMode::VerifyFull, _) | (SslMode::Require, Some(_)) => {
+                let roots = Arc::new(root_store(cfg)?);
+                let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build()?;
+                let builder =
+                    ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+                let config = if cfg.sslmode == SslMode::VerifyFull {
+                    builder.dangerous().with_custom_certificate_verifier(webpki).with_no_client_auth()
+                } else {
+                    builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(ChainOnlyVerification(webpki)))
+                        .with_no_client_auth()
+                };
+                Some(MakeRustlsConnect::new(config))
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            _ => None,
+        };
+        Ok(Connector {
+            pg,
+            mode: cfg.sslmode,
+            tls_unverified: MakeRustlsConnect::new(unverified),
+            tls_verified: verified,
+        })
+    }
+
+    async fn attempt(&self, ssl: PgSslMode, verified: bool) -> Result<Client, tokio_postgres::Error> {
+        let mut pg = self.pg.clone();
+        pg.ssl_mode(ssl);
+        let tls = match (&self.tls_verified, verified) {
+            (Some(v), true) => v.clone(),
+            _ => self.tls_unverified.clone(),
+        };
+        let (client, connection) = pg.connect(tls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %error_chain(&e), "database connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    /// One connection, negotiated as libpq does for the mode.
+    async fn open(&self) -> Result<Client, tokio_postgres::Error> {
+        match self.mode {
+            SslMode::Disable => self.attempt(PgSslMode::Disable, false).await,
+            // Plain first; TLS only if the plain attempt fails.
+            SslMode::Allow => match self.attempt(PgSslMode::Disable, false).await {
+                Ok(c) => Ok(c),
+                Err(plain) => self.attempt(PgSslMode::Require, false).await.map_err(|_| plain),
+            },
+            // TLS if the server offers it (tokio-postgres falls back to plain
+            // when the server answers "no TLS"); plain again if TLS failed.
+            SslMode::Prefer => match self.attempt(PgSslMode::Prefer, false).await {
+                Ok(c) => Ok(c),
+                Err(tls) => self.attempt(PgSslMode::Disable, false).await.map_err(|_| tls),
+            },
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                self.attempt(PgSslMode::Require, self.tls_verified.is_some()).await
+            }
         }
-    };
-    Ok(config)
+    }
 }
 
-/// Certificate verifier for `sslmode=require`: accepts any certificate but
-/// still checks the handshake signatures.
+fn root_store(cfg: &DbConfig) -> Result<RootCertStore, StartupError> {
+    let mut roots = RootCertStore::empty();
+    match &cfg.sslrootcert {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("DB_SSLROOTCERT {}: {e}", path.display()))? {
+                let cert = cert.map_err(|e| format!("DB_SSLROOTCERT {}: {e}", path.display()))?;
+                roots.add(cert)?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(roots)
+}
+
+/// Certificate verifier for `allow`/`prefer`/`require`: accepts any
+/// certificate but still checks the handshake signatures.
 #[derive(Debug)]
 struct NoCertificateVerification(Arc<CryptoProvider>);
 
@@ -128,15 +201,152 @@ impl ServerCertVerifier for NoCertificateVerification {
     }
 }
 
-/// Connects and migrates, retrying with exponential backoff (100 ms doubling,
-/// capped at 5 s) until `timeout` has passed in total.
-pub async fn connect_with_retry(pool: &Pool, timeout: Duration) -> Result<(), StartupError> {
+/// `verify-ca`: the chain must lead to a trusted root; the host name is not
+/// compared with the certificate (libpq's meaning).
+#[derive(Debug)]
+struct ChainOnlyVerification(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnlyVerification {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// The shared connections. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connector: Connector,
+    slots: Box<[Slot]>,
+    next: AtomicUsize,
+}
+
+struct Slot {
+    current: Mutex<Option<Arc<Conn>>>,
+    /// Held while (re)connecting; remembers the last failure so requests that
+    /// queued behind a failed attempt fail at once instead of each waiting
+    /// for its own connect timeout.
+    reconnect: tokio::sync::Mutex<Option<(Instant, String)>>,
+}
+
+impl Slot {
+    fn live(&self) -> Option<Arc<Conn>> {
+        let guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().filter(|c| !c.client.is_closed()).cloned()
+    }
+}
+
+impl Db {
+    /// Builds the connection set. Nothing connects yet: see [`connect_with_retry`].
+    pub fn new(cfg: &DbConfig) -> Result<Db, StartupError> {
+        let slots = (0..cfg.pool_size.max(1))
+            .map(|_| Slot { current: Mutex::new(None), reconnect: tokio::sync::Mutex::new(None) })
+            .collect();
+        Ok(Db { inner: Arc::new(Inner { connector: Connector::new(cfg)?, slots, next: AtomicUsize::new(0) }) })
+    }
+
+    /// A dedicated connection outside the shared set (migrations, tests).
+    pub async fn open_dedicated(&self) -> Result<Client, tokio_postgres::Error> {
+        self.inner.connector.open().await
+    }
+
+    /// A shared connection (round robin), reconnecting a closed one.
+    pub async fn conn(&self) -> Result<Arc<Conn>, Unavailable> {
+        let slots = &self.inner.slots;
+        let slot = &slots[self.inner.next.fetch_add(1, Ordering::Relaxed) % slots.len()];
+        if let Some(c) = slot.live() {
+            return Ok(c);
+        }
+        let asked = Instant::now();
+        let mut last_failure = slot.reconnect.lock().await;
+        if let Some(c) = slot.live() {
+            return Ok(c);
+        }
+        if let Some((at, e)) = last_failure.as_ref() {
+            if *at >= asked {
+                return Err(Unavailable(e.clone()));
+            }
+        }
+        let opened = async {
+            let client = self.inner.connector.open().await?;
+            Conn::new(client).await
+        };
+        match opened.await {
+            Ok(conn) => {
+                let conn = Arc::new(conn);
+                *slot.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+                *last_failure = None;
+                Ok(conn)
+            }
+            Err(e) => {
+                let msg = error_chain(&e);
+                *last_failure = Some((Instant::now(), msg.clone()));
+                Err(Unavailable(msg))
+            }
+        }
+    }
+
+    /// Drops every shared connection (shutdown).
+    pub fn close(&self) {
+        for slot in self.inner.slots.iter() {
+            slot.current.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
+    }
+
+    /// Readiness: a shared connection answers `SELECT 1`.
+    pub async fn ping(&self) -> Result<(), StartupError> {
+        let conn = self.conn().await?;
+        conn.client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+}
+
+/// Connects and migrates on a dedicated connection, retrying with exponential
+/// backoff (100 ms doubling, capped at 5 s) until `timeout` has passed in total.
+pub async fn connect_with_retry(db: &Db, timeout: Duration) -> Result<(), StartupError> {
     let start = Instant::now();
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1u32;
     loop {
         let result = async {
-            let mut client = pool.get().await?;
+            let mut client = db.open_dedicated().await?;
             migrate(&mut client).await?;
             Ok::<_, StartupError>(())
         }
@@ -171,7 +381,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] =
 const MIGRATION_LOCK_KEY: i64 = 0x626f_6f6b_7361_7069; // "booksapi"
 
 /// Applies pending [`MIGRATIONS`] in one transaction under an advisory lock.
-pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
     tx.batch_execute(
@@ -200,8 +410,28 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), tokio_po
 
 // Columns as gorm created them; NULLs (rows written by other tools) read as
 // the zero values the Go version would have shown.
-const COLUMNS: &str =
-    "id, created_at, updated_at, deleted_at, COALESCE(title, ''), COALESCE(author, ''), COALESCE(year, 0)";
+macro_rules! columns {
+    () => {
+        "id, created_at, updated_at, deleted_at, COALESCE(title, ''), COALESCE(author, ''), COALESCE(year, 0)"
+    };
+}
+
+const SQL_GET: &str = concat!("SELECT ", columns!(), " FROM books WHERE id = $1 AND deleted_at IS NULL");
+const SQL_LIST_FIRST: &str =
+    concat!("SELECT ", columns!(), " FROM books WHERE deleted_at IS NULL ORDER BY id LIMIT $1 OFFSET $2");
+const SQL_LIST_AFTER: &str =
+    concat!("SELECT ", columns!(), " FROM books WHERE deleted_at IS NULL AND id > $1 ORDER BY id LIMIT $2");
+const SQL_CREATE: &str = concat!(
+    "INSERT INTO books (created_at, updated_at, title, author, year) VALUES (now(), now(), $1, $2, $3) RETURNING ",
+    columns!()
+);
+const SQL_UPDATE: &str = concat!(
+    "UPDATE books SET title = $2, author = $3, year = $4, updated_at = now() \
+     WHERE id = $1 AND deleted_at IS NULL RETURNING ",
+    columns!()
+);
+/// Soft delete, as gorm does: the row stays with `deleted_at` set.
+const SQL_DELETE: &str = "UPDATE books SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL";
 
 fn book_from_row(row: &Row) -> Book {
     Book {
@@ -215,58 +445,58 @@ fn book_from_row(row: &Row) -> Book {
     }
 }
 
-pub async fn list_books(client: &deadpool_postgres::Client, limit: i64, offset: i64) -> Result<Vec<Book>, tokio_postgres::Error> {
-    let stmt = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM books WHERE deleted_at IS NULL ORDER BY id LIMIT $1 OFFSET $2"
-        ))
-        .await?;
-    let rows = client.query(&stmt, &[&limit, &offset]).await?;
-    Ok(rows.iter().map(book_from_row).collect())
+/// One shared connection with its statements prepared once.
+pub struct Conn {
+    pub client: Client,
+    get: Statement,
+    list_first: Statement,
+    list_after: Statement,
+    create: Statement,
+    update: Statement,
+    delete: Statement,
 }
 
-pub async fn get_book(client: &deadpool_postgres::Client, id: i64) -> Result<Option<Book>, tokio_postgres::Error> {
-    let stmt = client
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM books WHERE id = $1 AND deleted_at IS NULL"))
-        .await?;
-    Ok(client.query_opt(&stmt, &[&id]).await?.as_ref().map(book_from_row))
-}
+impl Conn {
+    async fn new(client: Client) -> Result<Conn, tokio_postgres::Error> {
+        // Prepared together: the six Parse messages pipeline in one round trip.
+        let (get, list_first, list_after, create, update, delete) = tokio::try_join!(
+            client.prepare(SQL_GET),
+            client.prepare(SQL_LIST_FIRST),
+            client.prepare(SQL_LIST_AFTER),
+            client.prepare(SQL_CREATE),
+            client.prepare(SQL_UPDATE),
+            client.prepare(SQL_DELETE),
+        )?;
+        Ok(Conn { client, get, list_first, list_after, create, update, delete })
+    }
 
-pub async fn create_book(client: &deadpool_postgres::Client, input: &BookInput) -> Result<Book, tokio_postgres::Error> {
-    let stmt = client
-        .prepare_cached(&format!(
-            "INSERT INTO books (created_at, updated_at, title, author, year) \
-             VALUES (now(), now(), $1, $2, $3) RETURNING {COLUMNS}"
-        ))
-        .await?;
-    let row = client.query_one(&stmt, &[&input.title, &input.author, &input.year]).await?;
-    Ok(book_from_row(&row))
-}
+    pub async fn get_book(&self, id: i64) -> Result<Option<Book>, tokio_postgres::Error> {
+        Ok(self.client.query_opt(&self.get, &[&id]).await?.as_ref().map(book_from_row))
+    }
 
-pub async fn update_book(
-    client: &deadpool_postgres::Client,
-    id: i64,
-    input: &BookInput,
-) -> Result<Option<Book>, tokio_postgres::Error> {
-    let stmt = client
-        .prepare_cached(&format!(
-            "UPDATE books SET title = $2, author = $3, year = $4, updated_at = now() \
-             WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
-        ))
-        .await?;
-    let row = client.query_opt(&stmt, &[&id, &input.title, &input.author, &input.year]).await?;
-    Ok(row.as_ref().map(book_from_row))
-}
+    /// First page of the list: `limit` books after skipping `offset`.
+    pub async fn list_first(&self, limit: i64, offset: i64) -> Result<Vec<Book>, tokio_postgres::Error> {
+        let rows = self.client.query(&self.list_first, &[&limit, &offset]).await?;
+        Ok(rows.iter().map(book_from_row).collect())
+    }
 
-/// Soft delete, as gorm does: the row stays with `deleted_at` set.
-pub async fn delete_book(client: &deadpool_postgres::Client, id: i64) -> Result<bool, tokio_postgres::Error> {
-    let stmt = client
-        .prepare_cached("UPDATE books SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL")
-        .await?;
-    Ok(client.execute(&stmt, &[&id]).await? == 1)
-}
+    /// Next page of the list (keyset): `limit` books with an id above `after`.
+    pub async fn list_after(&self, after: i64, limit: i64) -> Result<Vec<Book>, tokio_postgres::Error> {
+        let rows = self.client.query(&self.list_after, &[&after, &limit]).await?;
+        Ok(rows.iter().map(book_from_row).collect())
+    }
 
-/// Cheap liveness query for the health check.
-pub async fn ping(client: &deadpool_postgres::Client) -> Result<(), tokio_postgres::Error> {
-    client.simple_query("SELECT 1").await.map(|_| ())
+    pub async fn create_book(&self, input: &BookInput) -> Result<Book, tokio_postgres::Error> {
+        let row = self.client.query_one(&self.create, &[&input.title, &input.author, &input.year]).await?;
+        Ok(book_from_row(&row))
+    }
+
+    pub async fn update_book(&self, id: i64, input: &BookInput) -> Result<Option<Book>, tokio_postgres::Error> {
+        let row = self.client.query_opt(&self.update, &[&id, &input.title, &input.author, &input.year]).await?;
+        Ok(row.as_ref().map(book_from_row))
+    }
+
+    pub async fn delete_book(&self, id: i64) -> Result<bool, tokio_postgres::Error> {
+        Ok(self.client.execute(&self.delete, &[&id]).await? == 1)
+    }
 }

@@ -60,7 +60,11 @@ impl IntoResponse for AppError {
                 None,
             ),
             AppError::Internal(e) => {
-                tracing::error!(error = %crate::db::error_chain(e.as_ref()), "internal error");
+                tracing::error!(
+                    error = %crate::db::error_chain(e.as_ref()),
+                    request_id = %crate::access_log::current_request_id(),
+                    "internal error"
+                );
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal server error".into(), None)
             }
         };
@@ -74,8 +78,8 @@ impl From<tokio_postgres::Error> for AppError {
     }
 }
 
-impl From<deadpool_postgres::PoolError> for AppError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
+impl From<crate::db::Unavailable> for AppError {
+    fn from(e: crate::db::Unavailable) -> Self {
         AppError::Internal(Box::new(e))
     }
 }

@@ -2,6 +2,7 @@
 //! "Simple Books API". [`app`] builds the router (tests drive it with
 //! `oneshot`); [`run`] is the whole service as the binary runs it.
 
+pub mod access_log;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -13,12 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::Request;
 use axum::routing::get;
 use axum::Router;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 pub use config::Config;
 pub use db::StartupError;
@@ -29,37 +26,21 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// Shared by all handlers.
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: deadpool_postgres::Pool,
+    pub db: db::Db,
     pub credentials: Arc<auth::Credentials>,
 }
 
 impl AppState {
-    pub fn new(pool: deadpool_postgres::Pool, basic_auth_user: &str, basic_auth_password: &str) -> Self {
-        AppState { pool, credentials: Arc::new(auth::Credentials::new(basic_auth_user, basic_auth_password)) }
+    pub fn new(db: db::Db, basic_auth_user: &str, basic_auth_password: &str) -> Self {
+        AppState { db, credentials: Arc::new(auth::Credentials::new(basic_auth_user, basic_auth_password)) }
     }
 }
 
 /// The service's router with all middleware.
 pub fn app(state: AppState) -> Router {
-    let trace = TraceLayer::new_for_http()
-        .make_span_with(|req: &Request<_>| {
-            let request_id = req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            tracing::info_span!(
-                "request",
-                method = %req.method(),
-                uri = %req.uri(),
-                request_id = %request_id,
-            )
-        })
-        .on_request(())
-        .on_response(DefaultOnResponse::new().level(Level::INFO));
-
     Router::new()
         .route("/api/v1/healthz", get(routes::healthz))
+        .route("/api/v1/readyz", get(routes::readyz))
         .route("/api-docs", get(routes::api_docs))
         .route("/api/v1/book", get(routes::list_books).post(routes::create_book))
         .route(
@@ -69,23 +50,24 @@ pub fn app(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        // Outermost first: the id is set (or kept from API Gateway/ALB), then
-        // traced, then copied to the response.
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(trace)
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // Request id (kept from API Gateway/ALB or made) + one access line.
+        .layer(access_log::AccessLogLayer)
         .with_state(state)
 }
 
 /// JSON logs on stdout; level from `RUST_LOG` (default `info`).
 ///
-/// Lines are written by a background thread (tracing-appender), so a slow
-/// log pipe never stalls the request workers; keep the returned guard alive
+/// Lines are written by background threads, so a slow log pipe never stalls
+/// the request workers: tracing-appender's for ordinary lines (whatever is
+/// queued goes out in one `write`, through the `BufWriter` it flushes when
+/// its queue is empty), and the access log's own, which writes the access
+/// lines buffered in the last 50 ms at once. Keep the returned guard alive
 /// until exit so buffered lines are flushed.
-pub fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
+pub fn init_tracing() -> LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let (writer, guard) =
+        tracing_appender::non_blocking(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -94,7 +76,13 @@ pub fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
         .with_env_filter(filter)
         .with_writer(writer)
         .init();
-    guard
+    LogGuard { _access: access_log::start_writer(), _worker: guard }
+}
+
+/// Keeps the log writers alive; on drop, buffered lines are written out.
+pub struct LogGuard {
+    _access: access_log::WriterGuard,
+    _worker: tracing_appender::non_blocking::WorkerGuard,
 }
 
 /// Runs the service: pool, start-up retry + migrations, HTTP server until
@@ -105,9 +93,9 @@ pub fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
 pub async fn run(config: Config) -> Result<(), StartupError> {
     let mut shutdown = shutdown_signal()?;
 
-    let pool = db::build_pool(&config.db)?;
+    let db = db::Db::new(&config.db)?;
     tokio::select! {
-        ready = db::connect_with_retry(&pool, config.db.connect_timeout) => ready?,
+        ready = db::connect_with_retry(&db, config.db.connect_timeout) => ready?,
         _ = shutdown.changed() => {
             tracing::info!("shutdown requested during start-up");
             return Ok(());
@@ -120,13 +108,13 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!(%addr, "listening");
 
-    let state = AppState::new(pool.clone(), &config.basic_auth_user, &config.basic_auth_password);
+    let state = AppState::new(db.clone(), &config.basic_auth_user, &config.basic_auth_password);
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;
         })
         .await?;
-    pool.close();
+    db.close();
     tracing::info!("shut down cleanly");
     Ok(())
 }

@@ -12,27 +12,27 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use serde_json::json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::auth::Authenticated;
-use crate::db;
+use crate::db::{self, StartupError};
 use crate::error::{AppError, ErrorBody};
 use crate::model::{Book, BookInput};
 use crate::AppState;
 
-/// Default page size of the list.
-pub const DEFAULT_LIMIT: i64 = 100;
-/// Largest page size of the list; above it the request is refused.
-pub const MAX_LIMIT: i64 = 1000;
+/// Rows fetched per query while streaming the list: memory stays bounded
+/// however many books there are.
+pub const LIST_PAGE_ROWS: i64 = 500;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Books API", description = "Simple Books API: books with title, author and year."),
-    paths(healthz, list_books, create_book, get_book, update_book, delete_book),
+    paths(healthz, readyz, list_books, create_book, get_book, update_book, delete_book),
     components(schemas(Book, BookInput, ErrorBody, Health)),
     modifiers(&BasicAuthScheme),
-    tags((name = "books", description = "Book management"), (name = "health", description = "Health check"))
+    tags((name = "books", description = "Book management"), (name = "health", description = "Liveness and readiness"))
 )]
 pub struct ApiDoc;
 
@@ -45,10 +45,47 @@ impl Modify for BasicAuthScheme {
     }
 }
 
-/// `GET /api-docs`: the OpenAPI 3 document, generated from the code above.
+/// The OpenAPI document as served: generated from the code above, then the
+/// limits utoipa cannot express from attributes are written in, so the
+/// document states every rule [`BookInput::from_json`], [`BookId`] and the
+/// list's parameters apply (a test checks the two agree).
+pub fn openapi_json() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("OpenAPI document serializes");
+    // year: any integral JSON number in the 64-bit range except 0 (0 is
+    // "missing" in the Go original). Written as numbers, not floats, so the
+    // bounds are exact.
+    doc["components"]["schemas"]["BookInput"]["properties"]["year"] = json!({
+        "type": "integer",
+        "format": "int64",
+        "minimum": i64::MIN,
+        "maximum": i64::MAX,
+        "not": {"const": 0},
+        "description": "Required: a non-zero integer. An integral number written with a fraction or exponent (2015.0, 2.015e3) is accepted too.",
+        "example": 2015
+    });
+    let id_schema = json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": i64::MAX});
+    let count_schema = |min: i64| json!({"type": "integer", "format": "int64", "minimum": min, "maximum": i64::MAX});
+    for (path, name, schema) in [
+        ("/api/v1/book/{id}", "id", id_schema),
+        ("/api/v1/book", "limit", count_schema(1)),
+        ("/api/v1/book", "offset", count_schema(0)),
+    ] {
+        let Some(ops) = doc["paths"][path].as_object_mut() else { continue };
+        for op in ops.values_mut() {
+            if let Some(params) = op["parameters"].as_array_mut() {
+                for p in params.iter_mut().filter(|p| p["name"] == name) {
+                    p["schema"] = schema.clone();
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// `GET /api-docs`: the OpenAPI 3 document, see [`openapi_json`].
 pub async fn api_docs() -> Response {
     static DOC: OnceLock<String> = OnceLock::new();
-    let doc = DOC.get_or_init(|| ApiDoc::openapi().to_pretty_json().expect("OpenAPI document serializes"));
+    let doc = DOC.get_or_init(|| serde_json::to_string_pretty(&openapi_json()).expect("OpenAPI document serializes"));
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], doc.as_str()).into_response()
 }
 
@@ -60,69 +97,79 @@ pub struct Health {
     pub status: &'static str,
 }
 
-/// Health check: the service is up and the database answers.
+/// Liveness, as in the Go original: 200 while the process serves, whatever
+/// the database does — a load balancer health check on it must not replace
+/// every task during a short database outage.
 #[utoipa::path(
     get,
     path = "/api/v1/healthz",
+    tag = "health",
+    responses((status = 200, description = "The process serves", body = Health))
+)]
+pub async fn healthz() -> Response {
+    static OK: &str = r#"{"status":"OK"}"#;
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], OK).into_response()
+}
+
+/// Readiness: the database answers within 2 s.
+#[utoipa::path(
+    get,
+    path = "/api/v1/readyz",
     tag = "health",
     responses(
         (status = 200, description = "Service and database are up", body = Health),
         (status = 503, description = "Database unreachable", body = Health)
     )
 )]
-pub async fn healthz(State(state): State<AppState>) -> Response {
-    let check = async {
-        let client = state.pool.get().await.map_err(|e| db::error_chain(&e))?;
-        db::ping(&client).await.map_err(|e| db::error_chain(&e))
-    };
-    match tokio::time::timeout(Duration::from_secs(2), check).await {
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, Json(Health { status: "OK" })).into_response(),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "health check: database unavailable");
+            tracing::warn!(error = %db::error_chain(e.as_ref()), "readiness: database unavailable");
             (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "UNAVAILABLE" })).into_response()
         }
         Err(_) => {
-            tracing::warn!("health check: database timed out");
+            tracing::warn!("readiness: database timed out");
             (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "UNAVAILABLE" })).into_response()
         }
     }
 }
 
-/// A book id from the path. Anything that is not a positive integer is a
-/// book that does not exist: 404, like a missing id.
+/// A book id from the path: decimal digits only, 0 to 2^63-1 (the `bigint`
+/// id column's range). Anything else is 400 naming `id`, as the Go original
+/// answers (it parses with `strconv.ParseUint`; its range stops at 2^32-1,
+/// ours at the column's). 0 parses and finds no book: 404.
 pub struct BookId(pub i64);
+
+impl BookId {
+    pub fn parse(raw: &str) -> Option<i64> {
+        if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        raw.parse::<i64>().ok()
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for BookId {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| AppError::NotFound("book"))?;
-        match raw.parse::<i64>() {
-            Ok(id) if id > 0 => Ok(BookId(id)),
-            _ => Err(AppError::NotFound("book")),
-        }
+        let invalid = || AppError::validation("id", "id must be a valid integer");
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| invalid())?;
+        BookId::parse(&raw).map(BookId).ok_or_else(invalid)
     }
 }
 
-/// A validated [`BookInput`] from a JSON body (content type checked, size
-/// limited by the router's `DefaultBodyLimit`).
+/// A validated [`BookInput`] from the body, whatever its `Content-Type`: the
+/// Go original decodes the body as JSON without looking at the header, and
+/// `curl -d` sends `application/x-www-form-urlencoded`. Size limited by the
+/// router's `DefaultBodyLimit`.
 pub struct ValidBook(pub BookInput);
 
 impl<S: Send + Sync> FromRequest<S> for ValidBook {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-        if !is_json {
-            return Err(AppError::validation("Content-Type", "Content-Type must be application/json"));
-        }
         let body = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 AppError::PayloadTooLarge
@@ -134,13 +181,15 @@ impl<S: Send + Sync> FromRequest<S> for ValidBook {
     }
 }
 
-/// List books (public). Ordered by id, deleted books excluded.
+/// List books (public): every book, as the original, ordered by id, deleted
+/// books excluded; `limit`/`offset` page it. Streamed in pages of
+/// [`LIST_PAGE_ROWS`] so memory stays flat for any table size.
 #[utoipa::path(
     get,
     path = "/api/v1/book",
     tag = "books",
     params(
-        ("limit" = Option<i64>, Query, description = "Page size, 1 to 1000, default 100"),
+        ("limit" = Option<i64>, Query, description = "At most this many books (1 or more); default: all"),
         ("offset" = Option<i64>, Query, description = "Books to skip, default 0")
     ),
     responses(
@@ -151,18 +200,13 @@ impl<S: Send + Sync> FromRequest<S> for ValidBook {
 pub async fn list_books(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Vec<Book>>, AppError> {
+) -> Result<Response, AppError> {
     let Query(params) = query.map_err(|_| AppError::validation("query", "malformed query string"))?;
     let limit = match params.get("limit") {
-        None => DEFAULT_LIMIT,
+        None => None,
         Some(v) => match v.parse::<i64>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(AppError::validation(
-                    "limit",
-                    format!("limit must be an integer from 1 to {MAX_LIMIT}"),
-                ))
-            }
+            Ok(n) if n >= 1 => Some(n),
+            _ => return Err(AppError::validation("limit", "limit must be an integer of at least 1")),
         },
     };
     let offset = match params.get("offset") {
@@ -172,8 +216,85 @@ pub async fn list_books(
             _ => return Err(AppError::validation("offset", "offset must be a non-negative integer")),
         },
     };
-    let client = state.pool.get().await?;
-    Ok(Json(db::list_books(&client, limit, offset).await?))
+
+    // The first page is read before the status line is sent, so a database
+    // failure is still a clean 500.
+    let want = |remaining: Option<i64>| remaining.map_or(LIST_PAGE_ROWS, |r| r.min(LIST_PAGE_ROWS));
+    let first = state.db.conn().await?.list_first(want(limit), offset).await?;
+    let remaining = limit.map(|l| l - first.len() as i64);
+    let done = (first.len() as i64) < want(limit) || remaining == Some(0);
+    let mut out = Vec::with_capacity(256 * first.len() + 2);
+    out.push(b'[');
+    write_books(&mut out, &first, false).map_err(|e| AppError::Internal(Box::new(e)))?;
+    if done {
+        out.push(b']');
+        return Ok(json_response(out));
+    }
+
+    // Further pages by keyset (id > last seen): each is a short query on a
+    // shared connection, never a long-held cursor that would stall the
+    // queries pipelined behind it.
+    let after = first.last().map_or(0, |b| b.id);
+    let db = state.db.clone();
+    let rest = futures_util::stream::unfold(Some((out, after, remaining)), move |pending| {
+        let db = db.clone();
+        async move {
+            let (mut out, after, remaining) = pending?;
+            let n = want(remaining);
+            let page = match db.conn().await {
+                Ok(c) => c.list_after(after, n).await.map_err(|e| Box::new(e) as StartupError),
+                Err(e) => Err(Box::new(e) as StartupError),
+            };
+            let page = page.and_then(|page| {
+                write_books(&mut out, &page, true).map_err(|e| Box::new(e) as StartupError)?;
+                Ok(page)
+            });
+            match page {
+                Ok(page) => {
+                    let after = page.last().map_or(after, |b| b.id);
+                    let remaining = remaining.map(|r| r - page.len() as i64);
+                    if (page.len() as i64) < n || remaining == Some(0) {
+                        out.push(b']');
+                        Some((Ok(Bytes::from(out)), None))
+                    } else {
+                        let next = Vec::with_capacity(out.capacity());
+                        Some((Ok(Bytes::from(out)), Some((next, after, remaining))))
+                    }
+                }
+                Err(e) => {
+                    // The status line is out: all we can do is cut the body
+                    // short, so the client sees a truncated response, never a
+                    // complete-looking partial list.
+                    tracing::error!(error = %db::error_chain(e.as_ref()), "list: database error mid-stream");
+                    Some((Err(e), None))
+                }
+            }
+        }
+    });
+    let mut resp = Response::new(axum::body::Body::from_stream(rest));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+fn write_books(out: &mut Vec<u8>, books: &[Book], continuing: bool) -> Result<(), time::error::Format> {
+    for (i, book) in books.iter().enumerate() {
+        if continuing || i > 0 {
+            out.push(b',');
+        }
+        book.write_json(out)?;
+    }
+    Ok(())
+}
+
+/// One book as the response body.
+fn book_response(book: &Book) -> Result<Response, AppError> {
+    let mut out = Vec::with_capacity(192 + book.title.len() + book.author.len());
+    book.write_json(&mut out).map_err(|e| AppError::Internal(Box::new(e)))?;
+    Ok(json_response(out))
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 /// Create a book.
@@ -184,7 +305,7 @@ pub async fn list_books(
     request_body = BookInput,
     security(("basic_auth" = [])),
     responses(
-        (status = 201, description = "Created", body = Book),
+        (status = 200, description = "Created (200, as the Go original answers)", body = Book),
         (status = 400, description = "Invalid input; `field` names the culprit", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
         (status = 413, description = "Body larger than 64 KiB", body = ErrorBody)
@@ -194,10 +315,8 @@ pub async fn create_book(
     _: Authenticated,
     State(state): State<AppState>,
     ValidBook(input): ValidBook,
-) -> Result<(StatusCode, Json<Book>), AppError> {
-    let client = state.pool.get().await?;
-    let book = db::create_book(&client, &input).await?;
-    Ok((StatusCode::CREATED, Json(book)))
+) -> Result<Response, AppError> {
+    book_response(&state.db.conn().await?.create_book(&input).await?)
 }
 
 /// Read one book.
@@ -209,6 +328,7 @@ pub async fn create_book(
     security(("basic_auth" = [])),
     responses(
         (status = 200, description = "The book", body = Book),
+        (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
         (status = 404, description = "No such book", body = ErrorBody)
     )
@@ -217,9 +337,8 @@ pub async fn get_book(
     _: Authenticated,
     State(state): State<AppState>,
     BookId(id): BookId,
-) -> Result<Json<Book>, AppError> {
-    let client = state.pool.get().await?;
-    db::get_book(&client, id).await?.map(Json).ok_or(AppError::NotFound("book"))
+) -> Result<Response, AppError> {
+    book_response(&state.db.conn().await?.get_book(id).await?.ok_or(AppError::NotFound("book"))?)
 }
 
 /// Replace a book's title, author and year.
@@ -232,7 +351,7 @@ pub async fn get_book(
     security(("basic_auth" = [])),
     responses(
         (status = 200, description = "Updated book", body = Book),
-        (status = 400, description = "Invalid input; `field` names the culprit", body = ErrorBody),
+        (status = 400, description = "Invalid id or input; `field` names the culprit", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
         (status = 404, description = "No such book", body = ErrorBody),
         (status = 413, description = "Body larger than 64 KiB", body = ErrorBody)
@@ -243,9 +362,8 @@ pub async fn update_book(
     State(state): State<AppState>,
     BookId(id): BookId,
     ValidBook(input): ValidBook,
-) -> Result<Json<Book>, AppError> {
-    let client = state.pool.get().await?;
-    db::update_book(&client, id, &input).await?.map(Json).ok_or(AppError::NotFound("book"))
+) -> Result<Response, AppError> {
+    book_response(&state.db.conn().await?.update_book(id, &input).await?.ok_or(AppError::NotFound("book"))?)
 }
 
 /// Delete a book (soft delete: it disappears from every route).
@@ -256,7 +374,8 @@ pub async fn update_book(
     params(("id" = i64, Path, description = "Book id")),
     security(("basic_auth" = [])),
     responses(
-        (status = 204, description = "Deleted"),
+        (status = 200, description = "Deleted: `{}`, as the Go original answers", body = Object),
+        (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
         (status = 404, description = "No such book", body = ErrorBody)
     )
@@ -265,10 +384,9 @@ pub async fn delete_book(
     _: Authenticated,
     State(state): State<AppState>,
     BookId(id): BookId,
-) -> Result<StatusCode, AppError> {
-    let client = state.pool.get().await?;
-    if db::delete_book(&client, id).await? {
-        Ok(StatusCode::NO_CONTENT)
+) -> Result<Response, AppError> {
+    if state.db.conn().await?.delete_book(id).await? {
+        Ok(json_response(b"{}".to_vec()))
     } else {
         Err(AppError::NotFound("book"))
     }

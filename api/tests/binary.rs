@@ -6,6 +6,139 @@ use std::time::{Duration, Instant};
 
 use support::{free_port, good_auth, http, PgCluster, Service};
 
+/// Runs curl with `args` (as the seed writes them) and returns (status, body).
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl is needed for this test (apt-get install curl)");
+    assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
+/// Peak resident set size of a process (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn seed_curl_walkthrough_works_unchanged_with_and_without_the_json_header() {
+    let pg = PgCluster::new_running().await;
+    let port = free_port();
+    let mut svc = Service::spawn(&pg.service_env(port), pg.dir());
+    svc.wait_healthy(Duration::from_secs(30)).await;
+    // API Gateway forwards to http://user:password@alb/api/v1/book, so the
+    // credentials arrive as basic auth; the rest is the seed's curl verbatim.
+    let book_url = format!("http://{}:{}@127.0.0.1:{port}/api/v1/book", support::API_USER, support::API_PASSWORD);
+
+    // List books
+    let (status, body) = curl(&[&book_url]);
+    assert_eq!((status, body.as_str()), (200, "[]"));
+
+    // Create book (with the JSON header, as the seed writes it)
+    let (status, body) = curl(&[
+        "-X", "POST",
+        "-H", "Content-Type: application/json",
+        "--data", r#"{"title":"The Power of Geography","author":"Tim Marshall","year":2009}"#,
+        &book_url,
+    ]);
+    assert_eq!(status, 200, "{body}");
+    let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(created["title"], "The Power of Geography");
+    let id = created["ID"].as_i64().unwrap();
+
+    // Create book without the header: curl -d sends application/x-www-form-urlencoded.
+    let (status, body) = curl(&["-X", "POST", "-d", r#"{"title":"Prisoners of Geography","author":"Tim Marshall","year":2015}"#, &book_url]);
+    assert_eq!(status, 200, "{body}");
+    let second: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(second["title"], "Prisoners of Geography");
+    assert_eq!(second["year"], 2015);
+
+    // Read book
+    let (status, body) = curl(&[&format!("{book_url}/{id}")]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), created);
+
+    // Update book, with and without the header
+    let (status, body) = curl(&[
+        "-X", "PUT",
+        "-H", "Content-Type: application/json",
+        "--data", r#"{"title":"The Gods are to blame","author":"John Doe","year":1992}"#,
+        &format!("{book_url}/{id}"),
+    ]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["title"], "The Gods are to blame");
+    let (status, body) = curl(&["-X", "PUT", "-d", r#"{"title":"The Gods Are Not to Blame","author":"Ola Rotimi","year":1968}"#, &format!("{book_url}/{id}")]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["author"], "Ola Rotimi");
+
+    // Delete book
+    let (status, body) = curl(&["-X", "DELETE", &format!("{book_url}/{id}")]);
+    assert_eq!((status, body.as_str()), (200, "{}"));
+
+    // List: only the second book is left.
+    let (status, body) = curl(&[&book_url]);
+    assert_eq!(status, 200);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["ID"], second["ID"]);
+}
+
+#[tokio::test]
+async fn go_deployment_environment_connects_with_default_host_and_prefer_without_tls() {
+    // The Go original's own deployment: DB_SSLMODE=prefer; DB_HOST unset
+    // (defaults to localhost). The test cluster has no TLS.
+    let pg = PgCluster::new_running().await;
+    let port = free_port();
+    let mut env: Vec<_> = pg.service_env(port).into_iter().filter(|(k, _)| *k != "DB_HOST" && *k != "DB_SSLMODE").collect();
+    env.push(("DB_SSLMODE", "prefer".into()));
+    let mut svc = Service::spawn(&env, pg.dir());
+    svc.wait_healthy(Duration::from_secs(30)).await;
+    let (status, body) = http(port, "GET", "/api/v1/readyz", None, None).await.unwrap();
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"OK"}"#));
+    let auth = good_auth();
+    let (status, body) = http(port, "POST", "/api/v1/book", Some(&auth), Some(r#"{"title":"t","author":"a","year":1}"#)).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let logs = svc.logs();
+    assert!(logs.contains(r#"host: \"localhost\""#), "{logs}");
+    assert!(logs.contains("sslmode: Prefer"), "{logs}");
+}
+
+#[tokio::test]
+async fn list_of_50000_books_returns_all_of_them_with_rss_under_50_mb() {
+    const BOOKS: i64 = 50_000;
+    let pg = PgCluster::new_running().await;
+    let port = free_port();
+    let mut svc = Service::spawn(&pg.service_env(port), pg.dir());
+    svc.wait_healthy(Duration::from_secs(30)).await;
+    pg.sql()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO books (created_at, updated_at, title, author, year)
+             SELECT now(), now(), 'A book with a title of ordinary length, number ' || g, 'Author ' || g, 1900 + g % 120
+             FROM generate_series(1, {BOOKS}) g"
+        ))
+        .await
+        .unwrap();
+
+    let (status, body) = http(port, "GET", "/api/v1/book", None, None).await.unwrap();
+    assert_eq!(status, 200);
+    let books: Vec<serde_json::Value> = serde_json::from_str(&body).expect("a complete JSON array");
+    assert_eq!(books.len() as i64, BOOKS);
+    let ids: Vec<i64> = books.iter().map(|b| b["ID"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ordered by id");
+    assert_eq!((ids[0], ids[ids.len() - 1]), (1, BOOKS));
+
+    let rss_mib = peak_rss_kib(svc.child.id()) as f64 / 1024.0;
+    assert!(rss_mib < 50.0, "peak RSS {rss_mib:.1} MiB");
+    eprintln!("50 000 books: {} bytes, peak RSS {rss_mib:.1} MiB", body.len());
+}
+
 #[tokio::test]
 async fn sigterm_during_a_slow_request_lets_it_finish_then_exits_0() {
     let pg = PgCluster::new_running().await;
@@ -17,7 +150,7 @@ async fn sigterm_during_a_slow_request_lets_it_finish_then_exits_0() {
     let (status, body) = http(port, "POST", "/api/v1/book", Some(&auth), Some(r#"{"title":"Slow","author":"Sloth","year":2001}"#))
         .await
         .unwrap();
-    assert_eq!(status, 201, "{body}");
+    assert_eq!(status, 200, "{body}");
 
     // The container health check mode agrees.
     let hc = std::process::Command::new(env!("CARGO_BIN_EXE_books-api"))
@@ -128,7 +261,7 @@ async fn startup_gives_up_after_the_connect_timeout() {
 #[tokio::test]
 async fn startup_fails_naming_a_missing_or_bad_variable() {
     let pg = PgCluster::init();
-    for (var, value) in [("DB_HOST", None), ("BASIC_AUTH_PASSWORD", None), ("DB_SSLMODE", Some("sometimes")), ("PORT", Some("eighty"))] {
+    for (var, value) in [("DB_USER", None), ("BASIC_AUTH_PASSWORD", None), ("DB_SSLMODE", Some("sometimes")), ("PORT", Some("eighty"))] {
         let mut env: Vec<_> = pg.service_env(free_port()).into_iter().filter(|(k, _)| *k != var).collect();
         if let Some(v) = value {
             env.push((var, v.to_string()));
@@ -158,4 +291,33 @@ async fn sigterm_while_waiting_for_the_database_exits_0() {
     let exit = svc.wait_exit(Duration::from_secs(5)).await;
     assert!(exit.success(), "exit {exit}\n{}", svc.logs());
     assert!(svc.logs().contains("shutdown requested during start-up"));
+}
+
+#[tokio::test]
+async fn access_lines_are_json_and_rust_log_can_drop_them() {
+    let pg = PgCluster::new_running().await;
+    for (filter, expect_line) in [("info", true), ("info,books_api::access=warn", false)] {
+        let port = free_port();
+        let mut env = pg.service_env(port);
+        env.push(("RUST_LOG", filter.into()));
+        let mut svc = Service::spawn(&env, pg.dir());
+        svc.wait_healthy(Duration::from_secs(30)).await;
+        let (status, _) = http(port, "GET", "/api/v1/book?limit=3", None, None).await.unwrap();
+        assert_eq!(status, 200);
+        svc.signal(libc::SIGTERM);
+        assert!(svc.wait_exit(Duration::from_secs(10)).await.success());
+        let logs = svc.logs();
+        let line = logs.lines().find(|l| l.contains("/api/v1/book?limit=3"));
+        assert_eq!(line.is_some(), expect_line, "RUST_LOG={filter}\n{logs}");
+        if let Some(line) = line {
+            let v: serde_json::Value = serde_json::from_str(line).expect("access line is JSON");
+            assert_eq!(v["status"], 200);
+            assert_eq!(v["method"], "GET");
+            assert_eq!(v["target"], "books_api::access");
+            assert_eq!(v["request_id"].as_str().unwrap().len(), 36);
+            assert!(v["latency_us"].is_u64() && v["timestamp"].is_string());
+        }
+        // Start-up lines are there either way.
+        assert!(logs.contains("listening"), "{logs}");
+    }
 }

@@ -240,6 +240,18 @@ impl PgCluster {
         self.connect(DB_NAME).await
     }
 
+    /// Sets `hba` as the cluster's pg_hba.conf (owned by the cluster's user)
+    /// and reloads; the socket stays trusted for setup.
+    pub fn set_hba(&self, hba: &str) {
+        let path = self.data().join("pg_hba.conf");
+        fs::write(&path, format!("local all all trust\n{hba}\n")).unwrap();
+        if is_root() {
+            Command::new("chown").arg("postgres").arg(&path).status().unwrap();
+        }
+        self.run_pg("pg_ctl", &["-D".as_ref(), self.data().as_os_str(), "reload".as_ref()]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     pub fn db_config(&self) -> DbConfig {
         DbConfig {
             host: "127.0.0.1".into(),
@@ -294,9 +306,9 @@ pub struct TestApp {
 
 pub async fn test_app() -> TestApp {
     let pg = PgCluster::new_running().await;
-    let pool = db::build_pool(&pg.db_config()).unwrap();
-    db::connect_with_retry(&pool, Duration::from_secs(10)).await.unwrap();
-    let state = AppState::new(pool, API_USER, API_PASSWORD);
+    let db = db::Db::new(&pg.db_config()).unwrap();
+    db::connect_with_retry(&db, Duration::from_secs(10)).await.unwrap();
+    let state = AppState::new(db, API_USER, API_PASSWORD);
     let router = app(state.clone());
     TestApp { pg, state, router }
 }
@@ -399,6 +411,18 @@ pub async fn http(
     auth: Option<&str>,
     json: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
+    let (status, _, body) = http_full(port, method, path, auth, json).await?;
+    Ok((status, body))
+}
+
+/// As [`http`], also returning the raw head (status line and headers).
+pub async fn http_full(
+    port: u16,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    json: Option<&str>,
+) -> std::io::Result<(u16, String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
@@ -419,6 +443,22 @@ pub async fn http(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad response: {text:?}")))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((status, body))
+    let (head, body) = text.split_once("\r\n\r\n").map(|(h, b)| (h.to_string(), b.to_string())).unwrap_or_default();
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body)? } else { body };
+    Ok((status, head, body))
+}
+
+/// Decodes a complete chunked body; a truncated one is an error.
+fn dechunk(mut rest: &str) -> std::io::Result<String> {
+    let bad = || std::io::Error::other("truncated or malformed chunked body");
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").ok_or_else(bad)?;
+        let size = usize::from_str_radix(size.trim(), 16).map_err(|_| bad())?;
+        if size == 0 {
+            return Ok(out);
+        }
+        out.push_str(after.get(..size).ok_or_else(bad)?);
+        rest = after.get(size + 2..).ok_or_else(bad)?;
+    }
 }
