@@ -28,6 +28,7 @@ pub struct Aws {
     pub recorder: Arc<Recorder>,
     pub limits: Arc<RateLimits>,
     pub region: String,
+    sdk: aws_types::SdkConfig,
 }
 
 impl Aws {
@@ -51,7 +52,15 @@ impl Aws {
         let ec2 = aws_sdk_ec2::Client::from_conf(
             aws_sdk_ec2::config::Builder::from(&sdk).interceptor(RecordingInterceptor(recorder.clone())).build(),
         );
-        Ok(Aws { ec2, recorder, limits: Arc::new(RateLimits::aws_defaults()), region })
+        Ok(Aws { ec2, recorder, limits: Arc::new(RateLimits::aws_defaults()), region, sdk })
+    }
+
+    /// The state backend's own S3 client. A client of its own has its own connection pool,
+    /// so state calls, which run on the backend's runtime, never ride a connection driven
+    /// by the engine's. It bypasses the recorder: state calls are not stack calls (the
+    /// store counts its writes) and must not trip the fault-injection kill counts.
+    pub fn state_s3_client(&self) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::new(&self.sdk)
     }
 }
 
@@ -220,6 +229,8 @@ impl RateLimits {
         let mut buckets = HashMap::new();
         buckets.insert("ec2", AsyncMutex::new(Bucket::new(100.0, 20.0)));
         buckets.insert("apigateway", AsyncMutex::new(Bucket::new(10.0, 5.0)));
+        // S3 allows 3,500 writes and 5,500 reads per second per prefix.
+        buckets.insert("s3", AsyncMutex::new(Bucket::new(350.0, 3500.0)));
         RateLimits { buckets }
     }
 

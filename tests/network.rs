@@ -165,8 +165,7 @@ async fn state_file_lost_after_up_then_up_adopts_everything_and_creates_nothing(
     let project = Project::new(&moto);
     assert_ok(&project.infra(&["up"]));
     let before = project.state();
-    std::fs::remove_file(project.state_path()).unwrap();
-    std::fs::remove_file(project.state_path().with_extension("json.backup")).unwrap();
+    project.lose_state();
 
     let plan = project.infra(&["plan"]);
     assert_eq!(plan.code, 2, "{plan:?}");
@@ -233,7 +232,7 @@ async fn down_from_a_crashed_first_up_with_lost_state_removes_everything_tagged(
     let project = Project::new(&moto);
     let killed = project.infra_env(&["up"], &[("INFRA_FAULT_KILL_AFTER_OPERATION", "CreateNatGateway")]);
     assert_ne!(killed.code, 0);
-    std::fs::remove_file(project.state_path()).unwrap();
+    project.lose_state();
     assert_ok(&project.infra(&["down", "--yes"]));
     assert_eq!(inventory(&ec2(&moto).await).await, Inventory::default());
 }
