@@ -210,6 +210,32 @@ async fn a_paused_holder_whose_lease_lapsed_cannot_overwrite_the_state_of_the_ru
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_state_write_based_on_a_stale_etag_fails_and_overwrites_nothing() {
+    let moto = Moto::start();
+    create_versioned_bucket(&moto.endpoint, STATE_BUCKET);
+    let slow = Project::at(&slow_proxy(&moto.endpoint, Duration::from_millis(40)));
+    slow.use_state_url(STATE_URL);
+    let run = spawn(&slow, &["up"], &[NO_WAIT]);
+    wait_for("the first state write", Duration::from_secs(30), || state_object(&moto).is_some());
+    // Another writer (a tool ignoring the lock) replaces the object under the run's feet.
+    let mut theirs = state_object(&moto).unwrap();
+    theirs["serial"] = 1000.into();
+    let body = serde_json::to_string_pretty(&theirs).unwrap();
+    let (endpoint, key, sent) = (moto.endpoint.clone(), format!("team/{STACK}.json"), body.clone());
+    block_on(async move {
+        s3(&endpoint).await.put_object().bucket(STATE_BUCKET).key(key).body(sent.into_bytes().into()).send().await.unwrap();
+    });
+
+    let stale = finish(run);
+    assert_eq!(stale.code, 1, "{stale:?}");
+    assert!(stale.stderr.contains("was changed by another writer since this run read it"), "{stale:?}");
+    assert!(stale.stderr.contains("PreconditionFailed"), "{stale:?}");
+    assert!(stale.stderr.contains("nothing was overwritten"), "{stale:?}");
+    assert_eq!(get_object(&moto, &format!("team/{STACK}.json")).unwrap(), body, "the run overwrote the other writer's state");
+    assert!(lock_object(&moto).is_none(), "the failed run kept its lock");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn push_then_pull_round_trips_serial_and_lineage_and_uploads_nothing_secret() {
     const SECRET: &str = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY";
     let moto = Moto::start();
