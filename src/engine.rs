@@ -190,7 +190,7 @@ impl Engine {
         self.stack.nodes[id].spec(&Refs::new(&self.refs()))
     }
 
-    fn record(&self, id: &str, kind: Kind, observed: &Observed) -> Result<()> {
+    async fn record(&self, id: &str, kind: Kind, observed: &Observed) -> Result<()> {
         self.store.set(
             id,
             ResourceState {
@@ -201,6 +201,7 @@ impl Engine {
                 attributes: observed.attributes.clone(),
             },
         )
+        .await
     }
 
     /// `up`: converge every desired resource, then delete what is no longer desired.
@@ -251,7 +252,7 @@ impl Engine {
             }
             if !found.is_empty() {
                 let o = found.swap_remove(0);
-                self.record(id, node.kind, &o)?;
+                self.record(id, node.kind, &o).await?;
                 self.tally.lock().unwrap().adopted += 1;
                 adopted = true;
                 observed = Some(o);
@@ -272,7 +273,7 @@ impl Engine {
         match spec.diff(&observed) {
             Diff::NoChange => {
                 if self.store.get(id).map(|r| r.attributes) != Some(observed.attributes.clone()) {
-                    self.record(id, node.kind, &observed)?;
+                    self.record(id, node.kind, &observed).await?;
                 }
                 if origin.is_empty() {
                     self.tally.lock().unwrap().unchanged += 1;
@@ -289,7 +290,7 @@ impl Engine {
                 if let Some(new_id) = spec.update(&self.ctx, id, &observed).await? {
                     observed.physical_id = new_id;
                 }
-                self.record(id, node.kind, &observed)?;
+                self.record(id, node.kind, &observed).await?;
                 if created {
                     self.progress.done(id, &format!("created {}", observed.physical_id));
                 } else {
@@ -322,7 +323,8 @@ impl Engine {
                 client_token: Some(token.clone()),
                 attributes: BTreeMap::new(),
             },
-        )?;
+        )
+        .await?;
         self.progress.step(id, "creating");
         let pid = spec.create(&self.ctx, id, &token).await?;
         if pid.is_empty() {
@@ -334,7 +336,8 @@ impl Engine {
                 r.phase = Phase::Created;
                 r.physical_id = Some(pid.clone());
             }
-        })?;
+        })
+        .await?;
         self.tally.lock().unwrap().created += 1;
         self.progress.step(id, &format!("waiting for {pid}"));
         spec.await_ready(&self.ctx, &pid).await?;
@@ -469,7 +472,8 @@ impl Engine {
                         client_token: None,
                         attributes: BTreeMap::new(),
                     },
-                )?;
+                )
+                .await?;
             }
         }
         Ok(())
@@ -504,14 +508,15 @@ impl Engine {
         let Some(pid) = recorded.physical_id else {
             // An intent whose create never returned an id; the sweep found nothing
             // tagged for it, so nothing exists.
-            self.store.remove(id)?;
+            self.store.remove(id).await?;
             return Ok(());
         };
         self.store.update(|s| {
             if let Some(r) = s.resources.get_mut(id) {
                 r.phase = Phase::Deleting;
             }
-        })?;
+        })
+        .await?;
         self.progress.step(id, &format!("deleting {pid}"));
         let start = Instant::now();
         let mut delay = Duration::from_millis(500);
@@ -526,7 +531,7 @@ impl Engine {
                 Err(e) => return Err(anyhow!(e).context(format!("deleting {id} ({pid})"))),
             }
         }
-        self.store.remove(id)?;
+        self.store.remove(id).await?;
         self.tally.lock().unwrap().deleted += 1;
         self.progress.done(id, &format!("deleted {pid}"));
         Ok(())

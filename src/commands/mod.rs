@@ -100,7 +100,7 @@ impl Session {
         let (mutating, read) = self.engine.ctx.aws.recorder.counts();
         let store = &self.engine.store;
         eprintln!(
-            "{verb}: {} created, {} adopted, {} updated, {} deleted, {} unchanged in {:.2}s; AWS calls: {mutating} mutating, {read} read; state: {} writes to {}",
+            "{verb}: {} created, {} adopted, {} updated, {} deleted, {} unchanged in {:.2}s; AWS calls: {mutating} mutating, {read} read; state: {} writes for {} changes to {}",
             t.created,
             t.adopted,
             t.updated,
@@ -108,6 +108,7 @@ impl Session {
             t.unchanged,
             self.started.elapsed().as_secs_f64(),
             store.writes(),
+            store.changes(),
             store.location()
         );
         self.call_detail(cli);

@@ -58,7 +58,7 @@ async fn push(cli: &Cli, settings: &Settings, url: &S3Url, aws: &Aws) -> Result<
             );
         }
     }
-    remote.write(&local)?;
+    remote.write(local.clone()).await?;
     remote.release()?;
     eprintln!(
         "pushed {} ({}) to {target}; infra now reads and writes the state there (the local file is left as it was and no longer used)",
@@ -74,7 +74,7 @@ async fn pull(cli: &Cli, settings: &Settings, url: &S3Url, aws: &Aws) -> Result<
     let target = url.state_url(stack);
     let Some(remote) = S3Backend::read(url, aws, stack).await? else { bail!("no state for stack {stack:?} at {target}") };
     let (local, _) = LocalBackend::open(&cli.state_dir, stack, "state pull", cli.lock_wait.unwrap_or_default()).await?;
-    local.write(&remote)?;
+    local.write(remote.clone()).await?;
     eprintln!(
         "pulled {target} ({}) to {}: a copy for inspection; while `state` is set, infra uses only the S3 state",
         describe(&remote),

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use futures::future::BoxFuture;
 
 use super::{Backend, LockHolder, State};
 
@@ -110,8 +111,12 @@ impl Backend for LocalBackend {
         &self.location
     }
 
-    fn write(&self, state: &State) -> Result<()> {
-        write_atomically(&self.path, state)
+    fn write(&self, state: State) -> BoxFuture<'_, Result<()>> {
+        // fsync blocks: off the executor's thread, so other resources keep moving.
+        let path = self.path.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || write_atomically(&path, &state)).await.context("state writer panicked")?
+        })
     }
 
     fn release(&self) -> Result<()> {

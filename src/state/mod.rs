@@ -10,10 +10,11 @@ mod s3;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 pub use local::LocalBackend;
@@ -171,7 +172,7 @@ pub trait Backend: Send + Sync {
     fn location(&self) -> &str;
     /// Persists `state` whole, replacing the copy this backend last read or wrote, and
     /// fails without changing anything when that copy is no longer the current one.
-    fn write(&self, state: &State) -> Result<()>;
+    fn write(&self, state: State) -> BoxFuture<'_, Result<()>>;
     /// Releases the lock (idempotent; also done on drop).
     fn release(&self) -> Result<()>;
 }
@@ -212,13 +213,14 @@ pub async fn read(location: &Location, stack: &str, aws: Option<&Aws>) -> Result
 ///
 /// Concurrent changes are committed in groups: while one write is in flight, the changes
 /// made meanwhile wait and go out together in the next write, and each `update` returns
-/// only once a write holding its change has succeeded. With the local file that saves
-/// fsyncs; with S3 it is what keeps per-resource writes affordable (a PUT costs a round
-/// trip, and sixteen resources may finish at once).
+/// only once a write holding its change has succeeded. The executor drives every resource
+/// from one task, so `update` is async: a resource waiting for its write lets the others
+/// run (and queue their changes) instead of stalling the whole run for a round trip.
 pub struct StateStore {
     backend: Box<dyn Backend>,
     inner: Mutex<Inner>,
-    written: Condvar,
+    /// One write at a time; changes made while it is held go out in the next write.
+    writer: tokio::sync::Mutex<()>,
 }
 
 struct Inner {
@@ -234,8 +236,20 @@ struct Inner {
     /// failed write; its `update` returns `failure`.
     failed: u64,
     failure: String,
-    writing: bool,
     writes: usize,
+}
+
+impl Inner {
+    /// `Some` once the change with `ticket` is settled: written, or dropped by a failure.
+    fn settled(&self, ticket: u64) -> Option<Result<()>> {
+        if self.durable >= ticket {
+            Some(Ok(()))
+        } else if self.failed >= ticket {
+            Some(Err(anyhow!("{}", self.failure)))
+        } else {
+            None
+        }
+    }
 }
 
 impl StateStore {
@@ -249,10 +263,9 @@ impl StateStore {
                 durable: 0,
                 failed: 0,
                 failure: String::new(),
-                writing: false,
                 writes: 0,
             }),
-            written: Condvar::new(),
+            writer: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -272,6 +285,12 @@ impl StateStore {
         self.lock().writes
     }
 
+    /// How many changes were made (each acknowledged only once written; one write may
+    /// carry several).
+    pub fn changes(&self) -> u64 {
+        self.lock().next_ticket
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -285,71 +304,65 @@ impl StateStore {
     }
 
     /// Applies `change` and persists the result before returning.
-    pub fn update(&self, change: impl FnOnce(&mut State)) -> Result<()> {
-        let mut inner = self.lock();
-        let mut next = inner.latest.clone();
-        change(&mut next);
-        if next == inner.latest {
-            return Ok(());
-        }
-        next.serial = inner.latest.serial + 1;
-        inner.latest = next;
-        inner.next_ticket += 1;
-        let ticket = inner.next_ticket;
-        loop {
-            if inner.durable >= ticket {
+    pub async fn update(&self, change: impl FnOnce(&mut State)) -> Result<()> {
+        let ticket = {
+            let mut inner = self.lock();
+            let mut next = inner.latest.clone();
+            change(&mut next);
+            if next == inner.latest {
                 return Ok(());
             }
-            if inner.failed >= ticket {
-                return Err(anyhow!("{}", inner.failure));
+            next.serial = inner.latest.serial + 1;
+            inner.latest = next;
+            inner.next_ticket += 1;
+            inner.next_ticket
+        };
+        let _writer = self.writer.lock().await;
+        // The write we waited for may have carried this change already.
+        let (batch, upto) = {
+            let inner = self.lock();
+            if let Some(result) = inner.settled(ticket) {
+                return result;
             }
-            if inner.writing {
-                inner = blocking(|| self.written.wait(inner).unwrap_or_else(|e| e.into_inner()));
-                continue;
+            (inner.latest.clone(), inner.next_ticket)
+        };
+        let result = self.backend.write(batch.clone()).await;
+        let mut inner = self.lock();
+        inner.writes += 1;
+        match result {
+            Ok(()) => {
+                inner.durable = upto;
+                inner.persisted = batch;
+                Ok(())
             }
-            // Nobody is writing: this caller writes everything applied so far.
-            inner.writing = true;
-            let batch = inner.latest.clone();
-            let upto = inner.next_ticket;
-            drop(inner);
-            let result = blocking(|| self.backend.write(&batch));
-            inner = self.lock();
-            inner.writing = false;
-            inner.writes += 1;
-            match result {
-                Ok(()) => {
-                    inner.durable = upto;
-                    inner.persisted = batch;
-                }
-                Err(e) => {
-                    // Drop every change not persisted, so memory never runs ahead of what
-                    // is stored; each of their callers gets this error.
-                    inner.failed = inner.next_ticket;
-                    inner.failure = format!("{e:#}");
-                    inner.latest = inner.persisted.clone();
-                    self.written.notify_all();
-                    return Err(e);
-                }
+            Err(e) => {
+                // Drop every change not persisted, so memory never runs ahead of what is
+                // stored; each of their callers gets this error.
+                inner.failed = inner.next_ticket;
+                inner.failure = format!("{e:#}");
+                inner.latest = inner.persisted.clone();
+                Err(e)
             }
-            self.written.notify_all();
         }
     }
 
-    pub fn set(&self, logical: &str, resource: ResourceState) -> Result<()> {
+    pub async fn set(&self, logical: &str, resource: ResourceState) -> Result<()> {
         self.update(|s| {
             s.resources.insert(logical.to_string(), resource);
         })
+        .await
     }
 
-    pub fn remove(&self, logical: &str) -> Result<()> {
+    pub async fn remove(&self, logical: &str) -> Result<()> {
         self.update(|s| {
             s.resources.remove(logical);
         })
+        .await
     }
 }
 
-/// Runs a blocking wait from engine code: on the multi-threaded runtime the worker hands
-/// its other tasks to another thread first, so AWS calls in flight keep moving.
+/// Runs a blocking wait (the S3 backend's drop): on the multi-threaded runtime the worker
+/// hands its other tasks to another thread first, so calls in flight keep moving.
 pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
@@ -417,13 +430,15 @@ mod tests {
         fn location(&self) -> &str {
             "memory"
         }
-        fn write(&self, state: &State) -> Result<()> {
-            std::thread::sleep(Duration::from_millis(20));
-            if std::mem::take(&mut *self.fail_next.lock().unwrap()) {
-                bail!("injected failure");
-            }
-            self.writes.lock().unwrap().push(state.clone());
-            Ok(())
+        fn write(&self, state: State) -> BoxFuture<'_, Result<()>> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if std::mem::take(&mut *self.fail_next.lock().unwrap()) {
+                    bail!("injected failure");
+                }
+                self.writes.lock().unwrap().push(state);
+                Ok(())
+            })
         }
         fn release(&self) -> Result<()> {
             Ok(())
@@ -434,43 +449,40 @@ mod tests {
         ResourceState { kind: "vpc".into(), phase: Phase::Created, physical_id: Some(id.into()), client_token: None, attributes: BTreeMap::new() }
     }
 
-    #[test]
-    fn concurrent_changes_are_committed_together_and_each_is_durable_when_acknowledged() {
+    #[tokio::test]
+    async fn concurrent_changes_are_committed_together_and_each_is_durable_when_acknowledged() {
         let rec = Arc::new(Recording { writes: Mutex::default(), fail_next: Mutex::new(false) });
-        let store = Arc::new(StateStore::new(Box::new(rec.clone()), State::new("books")));
-        let threads: Vec<_> = (0..16)
-            .map(|i| {
-                let (store, rec) = (store.clone(), rec.clone());
-                std::thread::spawn(move || {
-                    store.set(&format!("r{i}"), resource(&format!("id-{i}"))).unwrap();
-                    // Acknowledged means a completed write holds the change.
-                    assert!(rec.writes.lock().unwrap().iter().any(|s| s.resources.contains_key(&format!("r{i}"))));
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
+        let store = StateStore::new(Box::new(rec.clone()), State::new("books"));
+        // As the executor does: many resources in one task, each awaiting its write.
+        let changes = (0..16).map(|i| {
+            let (store, rec) = (&store, &rec);
+            async move {
+                store.set(&format!("r{i}"), resource(&format!("id-{i}"))).await.unwrap();
+                // Acknowledged means a completed write holds the change.
+                assert!(rec.writes.lock().unwrap().iter().any(|s| s.resources.contains_key(&format!("r{i}"))));
+            }
+        });
+        futures::future::join_all(changes).await;
         let writes = rec.writes.lock().unwrap();
-        assert!(writes.len() < 16, "{} writes for 16 concurrent changes", writes.len());
+        assert_eq!(writes.len(), 2, "16 concurrent changes: the first alone, then the 15 that queued behind it");
         let last = writes.last().unwrap();
         assert_eq!(last.resources.len(), 16);
         assert_eq!(last.serial, 16, "serial counts changes, not writes");
         assert!(writes.windows(2).all(|w| w[0].serial < w[1].serial));
         assert_eq!(store.snapshot(), *last);
-        assert_eq!(store.writes(), writes.len());
+        assert_eq!((store.writes(), store.changes()), (2, 16));
     }
 
-    #[test]
-    fn a_failed_write_drops_its_changes_and_later_changes_still_persist() {
+    #[tokio::test]
+    async fn a_failed_write_drops_its_changes_and_later_changes_still_persist() {
         let rec = Arc::new(Recording { writes: Mutex::default(), fail_next: Mutex::new(false) });
         let store = StateStore::new(Box::new(rec.clone()), State::new("books"));
-        store.set("a", resource("id-a")).unwrap();
+        store.set("a", resource("id-a")).await.unwrap();
         *rec.fail_next.lock().unwrap() = true;
-        let err = store.set("b", resource("id-b")).unwrap_err().to_string();
+        let err = store.set("b", resource("id-b")).await.unwrap_err().to_string();
         assert!(err.contains("injected failure"), "{err}");
         assert!(store.get("b").is_none(), "a change that was not persisted is visible");
-        store.set("c", resource("id-c")).unwrap();
+        store.set("c", resource("id-c")).await.unwrap();
         let last = rec.writes.lock().unwrap().last().unwrap().clone();
         assert_eq!(last.resources.keys().collect::<Vec<_>>(), ["a", "c"]);
         assert_eq!(store.snapshot(), last);

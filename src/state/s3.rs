@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
+use futures::future::BoxFuture;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -288,7 +289,12 @@ impl Shared {
                 }
                 return Ok(());
             }
-            let Some(current) = self.current_lock().await? else { continue }; // released meanwhile
+            let Some(current) = self.current_lock().await? else {
+                // Released between our PUT and GET: try again (briefly spaced, in case S3
+                // and a stale read keep disagreeing).
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
             if current.holder.as_ref().and_then(|h| h.id.as_ref()) == mine.id.as_ref() {
                 // Our own create, retried by the SDK after its answer was lost.
                 *self.lock.lock().await = Some((mine, current.etag));
@@ -426,9 +432,9 @@ impl Shared {
     }
 }
 
-/// The S3 backend. Its calls run on a runtime of its own (one worker thread): the engine
-/// calls [`Backend::write`] synchronously from its tasks, and the write must make
-/// progress even while every engine worker is blocked waiting for it.
+/// The S3 backend. Its calls run on a runtime of its own (one worker thread), with a client
+/// of its own: the lease is renewed there whatever the engine is doing, and the release on
+/// drop can wait for its DeleteObject without needing the engine's runtime to make progress.
 pub struct S3Backend {
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     handle: tokio::runtime::Handle,
@@ -512,10 +518,11 @@ impl Backend for S3Backend {
         &self.location
     }
 
-    fn write(&self, state: &State) -> Result<()> {
-        let body = state.to_json()?;
-        let shared = self.shared.clone();
-        self.run_blocking(async move { shared.write(body).await })
+    fn write(&self, state: State) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let body = state.to_json()?;
+            self.run_async(|s| async move { s.write(body).await }).await
+        })
     }
 
     fn release(&self) -> Result<()> {
