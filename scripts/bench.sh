@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # Times infra against a fresh moto: fresh `up`, no-op `up`, `status`, `down`, each
 # repeated (default 5 rounds) and reported as min/median/max wall time with the AWS call
-# counts (mutating / read) from infra's own call log.
-#   scripts/bench.sh [--runs N] [--latency-ms MS]
+# counts (mutating / read) from infra's own call log and the state writes infra reports.
+#   scripts/bench.sh [--runs N] [--latency-ms MS] [--state local|s3]
+# --state s3 measures the S3 state backend (a versioned bucket in the same moto) beside the
+# local one, alternating rounds so both see the same machine load, and prints the ratio.
 # --latency-ms puts ../shared/bench/awsproxy.py (if present) between infra and moto to add
 # a per-request round trip, as the Terraform anchor was also measured.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=5
 latency=0
+backends=local
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --latency-ms) latency=$2; shift 2 ;;
+    --state)
+      case "$2" in local) backends=local ;; s3) backends="local s3" ;; *) echo "--state takes local or s3" >&2; exit 1 ;; esac
+      shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 1 ;;
   esac
 done
@@ -35,7 +41,12 @@ endpoint="http://127.0.0.1:$port"
 # Warm moto's lazily built EC2 backend (its first call takes seconds), as the Terraform
 # anchor does, so every round measures infra rather than emulator start-up.
 AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=t AWS_SECRET_ACCESS_KEY=t AWS_REGION=us-east-1 \
-  "$venv/bin/python" -c 'import boto3; boto3.client("ec2", region_name="us-east-1").describe_vpcs()'
+  "$venv/bin/python" -c '
+import boto3
+boto3.client("ec2", region_name="us-east-1").describe_vpcs()
+s3 = boto3.client("s3", region_name="us-east-1")
+s3.create_bucket(Bucket="bench-state")
+s3.put_bucket_versioning(Bucket="bench-state", VersioningConfiguration={"Status": "Enabled"})'
 if [ "$latency" != 0 ]; then
   proxy="$root/../shared/bench/awsproxy.py"
   [ -f "$proxy" ] || { echo "--latency-ms needs $proxy" >&2; exit 1; }
@@ -50,47 +61,66 @@ export AWS_ENDPOINT_URL="$endpoint" AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
 work=$(mktemp -d)
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
-cd "$work"
-"$infra" init --stack bench 2>/dev/null
-# moto has no image registry and never completes an ECS rollout: a prebuilt image URI,
-# and no rollout wait (as the tests run it).
-sed -i 's|^source_code_path = .*|image = "public.ecr.aws/docker/library/books-api:1.0"|; s|^wait_for_rollout = true|wait_for_rollout = false|' infra.toml
+for b in $backends; do
+  mkdir -p "$work/$b"
+  if [ "$b" = s3 ]; then
+    (cd "$work/$b" && "$infra" init --stack bench --state s3://bench-state/infra/ 2>/dev/null)
+  else
+    (cd "$work/$b" && "$infra" init --stack bench 2>/dev/null)
+  fi
+  # moto has no image registry and never completes an ECS rollout: a prebuilt image URI,
+  # and no rollout wait (as the tests run it).
+  sed -i 's|^source_code_path = .*|image = "public.ecr.aws/docker/library/books-api:1.0"|; s|^wait_for_rollout = true|wait_for_rollout = false|' "$work/$b/infra.toml"
+done
 
 results="$work/results.tsv"
-measure() { # phase, command...
-  local phase=$1; shift
+measure() { # backend, phase, command...
+  local backend=$1 phase=$2; shift 2
   local log="$work/calls.jsonl"
   rm -f "$log"
   local start end
   start=$(date +%s%N)
-  INFRA_CALL_LOG="$log" "$@" >/dev/null 2>"$work/stderr" || { local rc=$?; [ "$phase" = status ] && [ $rc = 2 ] || { cat "$work/stderr" >&2; exit 1; }; }
+  (cd "$work/$backend" && INFRA_CALL_LOG="$log" "$@" >/dev/null 2>"$work/stderr") || { local rc=$?; [ "$phase" = status ] && [ $rc = 2 ] || { cat "$work/stderr" >&2; exit 1; }; }
   end=$(date +%s%N)
-  local mut reads
+  local mut reads writes
   mut=$(grep -c '"mutating":true' "$log" || true)
   reads=$(grep -c '"mutating":false' "$log" || true)
-  printf '%s\t%s\t%s\t%s\n' "$phase" "$((end - start))" "$mut" "$reads" >> "$results"
+  # up and down report "state: N writes to ..."; status writes nothing.
+  writes=$(sed -n 's/.*state: \([0-9]*\) writes for \([0-9]*\) changes.*/\1\/\2/p' "$work/stderr" | tail -n1)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$backend" "$phase" "$((end - start))" "$mut" "$reads" "${writes:-0/0}" >> "$results"
 }
 
 # One unrecorded round first: moto builds some of its state lazily on first use.
-"$infra" up >/dev/null 2>&1 && "$infra" down --yes >/dev/null 2>&1
+for b in $backends; do
+  (cd "$work/$b" && "$infra" up >/dev/null 2>&1 && "$infra" down --yes >/dev/null 2>&1)
+done
 for i in $(seq "$runs"); do
-  measure "up (fresh)" "$infra" up
-  measure "up (no-op)" "$infra" up
-  measure "status" "$infra" status
-  measure "down" "$infra" down --yes
+  for b in $backends; do
+    measure "$b" "up (fresh)" "$infra" up
+    measure "$b" "up (no-op)" "$infra" up
+    measure "$b" "status" "$infra" status
+    measure "$b" "down" "$infra" down --yes
+  done
 done
 
 python3 - "$results" "$runs" "$latency" <<'PY'
 import sys, statistics, collections
 rows = collections.OrderedDict()
 for line in open(sys.argv[1]):
-    phase, secs, mut, reads = line.rstrip("\n").split("\t")
-    rows.setdefault(phase, []).append((int(secs) / 1e9, int(mut), int(reads)))
+    backend, phase, secs, mut, reads, writes = line.rstrip("\n").split("\t")
+    w, c = writes.split("/")
+    rows.setdefault((backend, phase), []).append((int(secs) / 1e9, int(mut), int(reads), int(w), int(c)))
 print(f"infra on moto, network + data + compute tiers, {sys.argv[2]} runs, {sys.argv[3]} ms added latency per request")
-print(f"{'phase':<12} {'min s':>7} {'median s':>9} {'max s':>7} {'mutating':>9} {'read':>6}")
-for phase, v in rows.items():
+print(f"{'state':<6} {'phase':<12} {'min s':>7} {'median s':>9} {'max s':>7} {'mutating':>9} {'read':>6} {'state writes/changes':>21}")
+medians = {}
+for (backend, phase), v in rows.items():
     t = [x[0] for x in v]
-    mut = statistics.median(x[1] for x in v)
-    rd = statistics.median(x[2] for x in v)
-    print(f"{phase:<12} {min(t):7.3f} {statistics.median(t):9.3f} {max(t):7.3f} {mut:9.0f} {rd:6.0f}")
+    medians[(backend, phase)] = statistics.median(t)
+    mut, rd, wr, ch = (statistics.median(x[i] for x in v) for i in (1, 2, 3, 4))
+    print(f"{backend:<6} {phase:<12} {min(t):7.3f} {statistics.median(t):9.3f} {max(t):7.3f} {mut:9.0f} {rd:6.0f} {f'{wr:.0f}/{ch:.0f}':>21}")
+if any(b == "s3" for b, _ in rows):
+    print("S3 state vs local, median wall time:")
+    for (backend, phase), m in medians.items():
+        if backend == "s3":
+            print(f"  {phase:<12} {m / medians[('local', phase)] * 100 - 100:+.0f} %")
 PY

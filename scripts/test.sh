@@ -27,3 +27,5 @@ fi
 
 # Debug info off for dependencies (see Cargo.toml); tests share one build.
 cargo test --workspace --locked "$@"
+# The engine tests again with the state in S3 (a versioned bucket in each test's moto).
+INFRA_TEST_STATE_BACKEND=s3 cargo test --workspace --locked --test network "$@"

@@ -1,6 +1,7 @@
 //! Command-line interface: clap commands, each mapped to one `run`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -13,9 +14,14 @@ pub struct Cli {
     /// Stack name (overrides `stack` in the config; `init` writes it there).
     #[arg(long, global = true)]
     pub stack: Option<String>,
-    /// Directory holding `<stack>.json` state files.
+    /// Directory holding `<stack>.json` state files (with `state = "s3://…"` in the
+    /// config: only the local side of `state push` / `state pull`).
     #[arg(long, global = true, default_value = "state")]
     pub state_dir: PathBuf,
+    /// Wait this long for the state lock when another run holds it (e.g. 30s, 2m);
+    /// default: fail at once, naming the holder.
+    #[arg(long, global = true, env = "INFRA_LOCK_WAIT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub lock_wait: Option<Duration>,
     /// Machine-readable output (plan, status, outputs).
     #[arg(long, global = true)]
     pub json: bool,
@@ -29,7 +35,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a commented infra.toml with defaults in the current directory.
-    Init,
+    Init {
+        /// Keep the state and its lock in S3 (`s3://bucket/prefix/`) instead of `state/`.
+        #[arg(long, value_name = "S3_URL")]
+        state: Option<String>,
+    },
     /// Show what `up` would do; exit 2 when there are changes.
     Plan,
     /// Create or converge the stack (no prompt).
@@ -44,17 +54,37 @@ pub enum Command {
     Status,
     /// Print the stack's outputs.
     Outputs,
+    /// Remove the stack's state lock left by a run that is gone, after showing its holder.
+    Unlock {
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Move the state between this machine and the `state` location in S3.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Upload `<state-dir>/<stack>.json` to the S3 state (refuses another lineage or a newer copy).
+    Push,
+    /// Download the S3 state to `<state-dir>/<stack>.json` for inspection.
+    Pull,
 }
 
 impl Command {
     pub fn name(&self) -> &'static str {
         match self {
-            Command::Init => "init",
+            Command::Init { .. } => "init",
             Command::Plan => "plan",
             Command::Up => "up",
             Command::Down { .. } => "down",
             Command::Status => "status",
             Command::Outputs => "outputs",
+            Command::Unlock { .. } => "unlock",
+            Command::State(StateCommand::Push) => "state push",
+            Command::State(StateCommand::Pull) => "state pull",
         }
     }
 }

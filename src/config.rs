@@ -28,6 +28,10 @@ pub struct Config {
     /// AWS region; when absent the SDK's chain decides (`AWS_REGION`, profile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// Where the state and its lock live: absent → `state/<stack>.json` on this machine;
+    /// `s3://bucket/prefix/` → `<prefix><stack>.json` in that (existing, versioned) bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
     #[serde(default = "default_vpc_cidr")]
     pub vpc_cidr: String,
     #[serde(default = "default_az_count")]
@@ -149,6 +153,8 @@ pub struct Settings {
     pub config: Config,
     /// The directory of the config file: `source_code_path` is relative to it.
     pub base_dir: std::path::PathBuf,
+    /// The team state location from `state`; `None`: the local state directory.
+    pub state: Option<crate::state::S3Url>,
     pub vpc_cidr: Ipv4Net,
     /// Subnet CIDRs in the order public.a, public.b, ecs.a, ecs.b, db.a, db.b.
     pub subnet_cidrs: Vec<Ipv4Net>,
@@ -160,6 +166,7 @@ impl Config {
         Config {
             stack: stack.to_string(),
             region: None,
+            state: None,
             vpc_cidr: default_vpc_cidr(),
             az_count: default_az_count(),
             availability_zones: None,
@@ -227,6 +234,10 @@ impl Config {
                 return Err(bad("region", format!("{region:?} is not a region name like \"us-east-1\"")));
             }
         }
+        let state = match &self.state {
+            None => None,
+            Some(url) => Some(crate::state::S3Url::parse(url).map_err(|e| bad("state", e))?),
+        };
         let vpc_cidr: Ipv4Net = self.vpc_cidr.parse().map_err(|_| {
             bad("vpc_cidr", format!("{:?} is not an IPv4 CIDR block like \"10.0.0.0/16\"", self.vpc_cidr))
         })?;
@@ -335,7 +346,7 @@ impl Config {
             ));
         }
         let subnet_cidrs = carve_subnets(vpc_cidr);
-        Ok(Settings { config: self, base_dir: ".".into(), vpc_cidr, subnet_cidrs })
+        Ok(Settings { config: self, base_dir: ".".into(), state, vpc_cidr, subnet_cidrs })
     }
 }
 
@@ -405,6 +416,7 @@ pub fn render_init_file(config: &Config) -> String {
 # Tags every resource (infra:stack) and names the state file state/<stack>.json.
 stack = "{stack}"
 # region = "eu-west-1"          # default: the SDK chain (AWS_REGION, profile)
+{state}
 
 # Network
 vpc_cidr = "{vpc_cidr}"         # carved into 6 equal subnets: public/ecs/db x 2 AZs
@@ -434,6 +446,10 @@ db_deletion_protection = false
 db_final_snapshot = false
 "#,
         stack = config.stack,
+        state = match &config.state {
+            Some(url) => format!("state = \"{url}\"   # team state: <prefix><stack>.json and .lock in this versioned bucket"),
+            None => "# state = \"s3://my-bucket/infra/\"   # team state in S3; default: the local state/ directory".to_string(),
+        },
         vpc_cidr = config.vpc_cidr,
         az_count = config.az_count,
         nat = config.nat_gateways,
@@ -506,6 +522,8 @@ mod tests {
             (("container_port = 8080", "container_port = 8080\nfoo = 1"), "foo"),
             (("db_password_ssm_param = \"/books/db-password\"", ""), "db_password_ssm_param"),
             (("desired_count = 2", "desired_count = \"two\""), "desired_count"),
+            (("# state = \"s3://my-bucket/infra/\"", "state = \"gs://my-bucket/infra/\""), "state"),
+            (("# state = \"s3://my-bucket/infra/\"", "state = \"s3://My_Bucket/\""), "state"),
         ];
         for ((from, to), key) in cases {
             let err = err_for((from, to));

@@ -304,7 +304,7 @@ impl Engine {
 
     /// Records duplicates beside the resource kept, so they are deleted after the converge
     /// (and known to the next run if this one dies first).
-    fn record_duplicates(&self, id: &str, kind: Kind, kept: &Observed, duplicates: Vec<Observed>) -> Result<()> {
+    async fn record_duplicates(&self, id: &str, kind: Kind, kept: &Observed, duplicates: Vec<Observed>) -> Result<()> {
         for o in duplicates {
             let extra = Extra {
                 logical_id: id.to_string(),
@@ -323,7 +323,7 @@ impl Engine {
                     client_token: None,
                     attributes: extra.attributes.clone(),
                 },
-            )?;
+            ).await?;
         }
         Ok(())
     }
@@ -360,7 +360,7 @@ impl Engine {
         self.stack.nodes[id].spec(&Refs::new(&self.refs()))
     }
 
-    fn record(&self, id: &str, kind: Kind, observed: &Observed) -> Result<()> {
+    async fn record(&self, id: &str, kind: Kind, observed: &Observed) -> Result<()> {
         self.store.set(
             id,
             ResourceState {
@@ -371,6 +371,7 @@ impl Engine {
                 attributes: observed.attributes.clone(),
             },
         )
+        .await
     }
 
     /// `up`: converge every desired resource, then delete what is no longer desired, and
@@ -390,7 +391,7 @@ impl Engine {
                     client_token: None,
                     attributes: extra.attributes.clone(),
                 },
-            )?;
+            ).await?;
         }
         let dag = self.stack.apply_dag();
         let outcome = graph::run(&dag, self.concurrency, cancel.clone(), |id| {
@@ -434,8 +435,8 @@ impl Engine {
         let mut adopted = false;
         if observed.is_none() {
             if let Some((o, duplicates)) = self.find_adoptable(node.kind, spec.as_ref(), id).await? {
-                self.record_duplicates(id, node.kind, &o, duplicates)?;
-                self.record(id, node.kind, &o)?;
+                self.record_duplicates(id, node.kind, &o, duplicates).await?;
+                self.record(id, node.kind, &o).await?;
                 self.tally.lock().unwrap().adopted += 1;
                 adopted = true;
                 observed = Some(o);
@@ -465,7 +466,7 @@ impl Engine {
         match spec.diff(&observed) {
             Diff::NoChange => {
                 if self.store.get(id).map(|r| (r.physical_id, r.attributes)) != Some((Some(observed.physical_id.clone()), observed.attributes.clone())) {
-                    self.record(id, node.kind, &observed)?;
+                    self.record(id, node.kind, &observed).await?;
                 }
                 if origin.is_empty() {
                     self.tally.lock().unwrap().unchanged += 1;
@@ -480,7 +481,7 @@ impl Engine {
                 let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
                 self.progress.step(id, &format!("updating {}", fields.join(", ")));
                 observed = self.update(id, node.kind, spec.as_ref(), observed).await?;
-                self.record(id, node.kind, &observed)?;
+                self.record(id, node.kind, &observed).await?;
                 if created {
                     self.progress.done(id, &format!("created {}", observed.physical_id));
                 } else {
@@ -510,12 +511,12 @@ impl Engine {
                                 client_token: None,
                                 attributes: observed.attributes.clone(),
                             },
-                        )?;
+                        ).await?;
                         let mut new = self.create(id, node.kind, spec.as_ref(), None).await?;
                         if let Diff::Update(_) = spec.diff(&new) {
                             new = self.update(id, node.kind, spec.as_ref(), new).await?;
                         }
-                        self.record(id, node.kind, &new)?;
+                        self.record(id, node.kind, &new).await?;
                         self.tally.lock().unwrap().updated += 1;
                         self.progress.done(id, &format!("replaced {old} with {}", new.physical_id));
                     }
@@ -597,7 +598,8 @@ impl Engine {
                 client_token: Some(token.clone()),
                 attributes: BTreeMap::new(),
             },
-        )?;
+        )
+        .await?;
         self.progress.step(id, "creating");
         let mut attempt = 1;
         let mut delay = Duration::from_millis(200);
@@ -612,7 +614,7 @@ impl Engine {
             }
             self.progress.step(id, &format!("{}; looking for it before trying again", short(&error)));
             if let Some(found) = self.look_for(kind, spec, id).await? {
-                self.record(id, kind, &found)?;
+                self.record(id, kind, &found).await?;
                 self.tally.lock().unwrap().created += 1;
                 self.progress.step(id, &format!("found {}, made by the attempt whose answer was lost", found.physical_id));
                 return Ok(found);
@@ -634,7 +636,8 @@ impl Engine {
                 r.phase = Phase::Created;
                 r.physical_id = Some(pid.clone());
             }
-        })?;
+        })
+        .await?;
         self.tally.lock().unwrap().created += 1;
         self.progress.step(id, &format!("waiting for {pid}"));
         spec.await_ready(&self.ctx, &pid).await?;
@@ -648,7 +651,7 @@ impl Engine {
         let mut delay = Duration::from_millis(100);
         loop {
             if let Some((kept, duplicates)) = choose(spec, spec.adopt(&self.ctx, id).await?) {
-                self.record_duplicates(id, kind, &kept, duplicates)?;
+                self.record_duplicates(id, kind, &kept, duplicates).await?;
                 return Ok(Some(kept));
             }
             if Instant::now() >= deadline {
@@ -817,7 +820,8 @@ impl Engine {
                         client_token: None,
                         attributes,
                     },
-                )?;
+                )
+                .await?;
             }
         }
         Ok(())
@@ -852,14 +856,15 @@ impl Engine {
         let Some(pid) = recorded.physical_id else {
             // An intent whose create never returned an id; the sweep found nothing
             // tagged for it, so nothing exists.
-            self.store.remove(id)?;
+            self.store.remove(id).await?;
             return Ok(());
         };
         self.store.update(|s| {
             if let Some(r) = s.resources.get_mut(id) {
                 r.phase = Phase::Deleting;
             }
-        })?;
+        })
+        .await?;
         self.progress.step(id, &format!("deleting {pid}"));
         let start = Instant::now();
         let mut delay = Duration::from_millis(500);
@@ -874,7 +879,7 @@ impl Engine {
                 Err(e) => return Err(anyhow!(e).context(format!("deleting {id} ({pid})"))),
             }
         }
-        self.store.remove(id)?;
+        self.store.remove(id).await?;
         self.tally.lock().unwrap().deleted += 1;
         self.progress.done(id, &format!("deleted {pid}"));
         Ok(())

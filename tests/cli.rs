@@ -48,6 +48,10 @@ fn every_config_error_names_the_key_and_no_aws_request_is_made() {
         ("container_port = 8080", "container_port = 8080\nfavourite_colour = \"blue\"", "favourite_colour", "unknown field"),
         ("db_password_ssm_param = \"/books/db-password\"\n", "", "db_password_ssm_param", "missing"),
         ("log_retention_days = 30", "log_retention_days = 42", "log_retention_days", "42"),
+        ("task_cpu = 256", "task_cpu = 300", "task_cpu", "300"),
+        ("task_memory = 512", "task_memory = 4096", "task_memory", "4096"),
+        ("db_engine_version = \"16.4\"", "db_engine_version = \"latest\"", "db_engine_version", "latest"),
+        ("wait_for_rollout = false", "wait_for_rollout = \"yes\"", "wait_for_rollout", "invalid type"),
     ];
     for (from, to, key, detail) in cases {
         assert!(original.contains(from), "fixture lacks {from:?}");

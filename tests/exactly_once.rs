@@ -201,8 +201,7 @@ async fn duplicates_found_with_lost_state_keep_one_and_delete_the_rest() {
         .send()
         .await
         .unwrap();
-    std::fs::remove_file(project.state_path()).unwrap();
-    std::fs::remove_file(project.state_path().with_extension("json.backup")).unwrap();
+    project.lose_state();
 
     let up = project.infra(&["up"]);
     assert_ok(&up);

@@ -341,8 +341,7 @@ async fn killed_right_after_each_create_then_up_converges_with_one_of_each_and_l
 
     // Lost state: everything is adopted by its tags and names, nothing created.
     assert_ok(&project.infra(&["up"]));
-    std::fs::remove_file(project.state_path()).unwrap();
-    std::fs::remove_file(project.state_path().with_extension("json.backup")).unwrap();
+    project.lose_state();
     let adopt = project.infra(&["up"]);
     assert_ok(&adopt);
     let creates: Vec<String> = mutating(&project.calls())

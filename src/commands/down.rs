@@ -25,7 +25,7 @@ pub async fn run(cli: &Cli, settings: &Settings, yes: bool) -> Result<u8> {
     let interrupted = interrupt_channel();
     let session = Session::open(cli, settings, false).await?;
     let outcome = session.engine.destroy(interrupted).await?;
-    let code = report_outcome(outcome, "down", session.engine.store.path());
+    let code = report_outcome(outcome, "down", session.engine.store.location());
     session.summary(cli, "down");
     Ok(code)
 }

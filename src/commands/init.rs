@@ -4,12 +4,13 @@ use crate::cli::Cli;
 use crate::config::{render_init_file, Config};
 
 /// Writes a commented `infra.toml`; never overwrites one.
-pub fn run(cli: &Cli) -> Result<u8> {
+pub fn run(cli: &Cli, state: Option<&str>) -> Result<u8> {
     let path = &cli.config;
     let stack = cli.stack.as_deref().unwrap_or("books");
-    let config = Config::with_defaults(stack);
+    let mut config = Config::with_defaults(stack);
+    config.state = state.map(str::to_string);
     // Validate before writing, so a bad --stack never lands in a file.
-    config.clone().validate().context("--stack")?;
+    config.clone().validate().context("--stack / --state")?;
     let text = render_init_file(&config);
     let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
         Ok(f) => f,

@@ -4,12 +4,13 @@ mod down;
 mod init;
 mod outputs;
 mod plan;
+mod state;
 mod status;
+mod unlock;
 mod up;
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::watch;
@@ -22,20 +23,39 @@ use crate::graph::Outcome;
 use crate::progress::Progress;
 use crate::resources::Ctx;
 use crate::stack::Stack;
-use crate::state::{State, StateStore};
+use crate::state::{Location, OpenOptions, State, StateStore};
 
 pub async fn run(cli: Cli) -> Result<u8> {
-    if let Command::Init = cli.command {
-        return init::run(&cli);
+    if let Command::Init { state } = &cli.command {
+        return init::run(&cli, state.as_deref());
     }
     let settings = load_settings(&cli)?;
     match &cli.command {
-        Command::Outputs => outputs::run(&cli, &settings),
+        Command::Outputs => outputs::run(&cli, &settings).await,
         Command::Plan => plan::run(&cli, &settings).await,
         Command::Up => up::run(&cli, &settings).await,
         Command::Down { yes } => down::run(&cli, &settings, *yes).await,
         Command::Status => status::run(&cli, &settings).await,
-        Command::Init => unreachable!("handled above"),
+        Command::Unlock { yes } => unlock::run(&cli, &settings, *yes).await,
+        Command::State(command) => state::run(&cli, &settings, command).await,
+        Command::Init { .. } => unreachable!("handled above"),
+    }
+}
+
+/// Where the stack's state lives: the `state` key, else the local state directory.
+fn state_location(cli: &Cli, settings: &Settings) -> Location {
+    match &settings.state {
+        Some(url) => Location::S3(url.clone()),
+        None => Location::Local(cli.state_dir.clone()),
+    }
+}
+
+fn open_options<'a>(cli: &'a Cli, settings: &'a Settings, location: &'a Location) -> OpenOptions<'a> {
+    OpenOptions {
+        location,
+        stack: &settings.config.stack,
+        command: cli.command.name(),
+        lock_wait: cli.lock_wait.unwrap_or(Duration::ZERO),
     }
 }
 
@@ -63,8 +83,11 @@ impl Session {
     /// `resolve_azs`: whether the AZ names matter (not for `down`, which deletes by id).
     async fn open(cli: &Cli, settings: &Settings, resolve_azs: bool) -> Result<Session> {
         let started = Instant::now();
-        let store = Arc::new(StateStore::open(&cli.state_dir, &settings.config.stack, cli.command.name())?);
         let aws = Aws::connect(settings.config.region.as_deref()).await?;
+        // The state (and its lock) first: a missing bucket or a held lock stops the run
+        // before any stack resource is touched.
+        let location = state_location(cli, settings);
+        let store = Arc::new(StateStore::open(&open_options(cli, settings, &location), &aws).await?);
         let ctx = Ctx { aws, stack: settings.config.stack.clone() };
         let azs = if resolve_azs {
             availability_zones(&ctx, settings, &store.snapshot()).await?
@@ -80,14 +103,18 @@ impl Session {
     fn summary(&self, cli: &Cli, verb: &str) {
         let t = self.engine.tally();
         let (mutating, read) = self.engine.ctx.aws.recorder.counts();
+        let store = &self.engine.store;
         eprintln!(
-            "{verb}: {} created, {} adopted, {} updated, {} deleted, {} unchanged in {:.2}s; AWS calls: {mutating} mutating, {read} read",
+            "{verb}: {} created, {} adopted, {} updated, {} deleted, {} unchanged in {:.2}s; AWS calls: {mutating} mutating, {read} read; state: {} writes for {} changes to {}",
             t.created,
             t.adopted,
             t.updated,
             t.deleted,
             t.unchanged,
-            self.started.elapsed().as_secs_f64()
+            self.started.elapsed().as_secs_f64(),
+            store.writes(),
+            store.changes(),
+            store.location()
         );
         self.call_detail(cli);
     }
@@ -153,7 +180,7 @@ fn interrupt_channel() -> watch::Receiver<bool> {
 }
 
 /// Prints an executor outcome and turns it into an exit code.
-fn report_outcome(outcome: Outcome, verb: &str, state_path: &Path) -> u8 {
+fn report_outcome(outcome: Outcome, verb: &str, state_location: &str) -> u8 {
     match outcome {
         Outcome::Completed => 0,
         Outcome::Failed { failed, skipped } => {
@@ -163,7 +190,7 @@ fn report_outcome(outcome: Outcome, verb: &str, state_path: &Path) -> u8 {
             if !skipped.is_empty() {
                 eprintln!("skipped (they depend on a failed resource): {}", skipped.join(", "));
             }
-            eprintln!("{verb} failed; everything that succeeded is recorded in {}; re-run `infra {verb}` to continue", state_path.display());
+            eprintln!("{verb} failed; everything that succeeded is recorded in {state_location}; re-run `infra {verb}` to continue");
             1
         }
         Outcome::Cancelled { failed, not_started } => {
@@ -173,7 +200,7 @@ fn report_outcome(outcome: Outcome, verb: &str, state_path: &Path) -> u8 {
             eprintln!(
                 "{verb} interrupted; {} resources not started; state saved in {}; re-run `infra {verb}` to continue",
                 not_started.len(),
-                state_path.display()
+                state_location
             );
             1
         }

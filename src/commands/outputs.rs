@@ -1,23 +1,29 @@
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
+use super::state_location;
+use crate::aws::Aws;
 use crate::cli::Cli;
 use crate::config::Settings;
-use crate::state::State;
+use crate::state::{Location, State};
 
-/// Prints the stack's outputs from the state file (no AWS call, no lock: state files are
-/// replaced atomically, so a concurrent run never shows a torn one).
-pub fn run(cli: &Cli, settings: &Settings) -> Result<u8> {
-    let path = cli.state_dir.join(format!("{}.json", settings.config.stack));
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("no state for stack {:?} at {}; run `infra up` first", settings.config.stack, path.display())
-        }
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+/// Prints the stack's outputs from the state (no lock: both backends replace the state
+/// whole, so a concurrent run never shows a torn one; no AWS call for a local state).
+pub async fn run(cli: &Cli, settings: &Settings) -> Result<u8> {
+    let location = state_location(cli, settings);
+    let aws = match location {
+        Location::S3(_) => Some(Aws::connect(settings.config.region.as_deref()).await?),
+        Location::Local(_) => None,
     };
-    let state = State::parse(&text, &path)?;
+    let stack = &settings.config.stack;
+    let Some((state, _)) = crate::state::read(&location, stack, aws.as_ref()).await? else {
+        let at = match &location {
+            Location::S3(url) => url.state_url(stack),
+            Location::Local(dir) => crate::state::local_state_path(dir, stack).display().to_string(),
+        };
+        bail!("no state for stack {stack:?} at {at}; run `infra up` first");
+    };
     let outputs = outputs(&state);
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&outputs)?);

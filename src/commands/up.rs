@@ -13,7 +13,7 @@ pub async fn run(cli: &Cli, settings: &Settings) -> Result<u8> {
     }
     let session = Session::open(cli, settings, true).await?;
     let outcome = session.engine.apply(interrupted).await?;
-    let code = report_outcome(outcome, "up", session.engine.store.path());
+    let code = report_outcome(outcome, "up", session.engine.store.location());
     session.summary(cli, "up");
     Ok(code)
 }

@@ -13,7 +13,19 @@ use std::time::{Duration, Instant};
 use aws_sdk_ec2::types::Filter;
 
 pub const STACK: &str = "books";
+/// Resources of one converged stack with one NAT gateway and a prebuilt image: 26 of the
+/// network tier, 9 of the data tier, 7 of the compute tier.
+pub const FULL_STACK_RESOURCES: usize = 42;
 pub const TEST_IMAGE: &str = "public.ecr.aws/docker/library/books-api:1.0";
+
+/// `INFRA_TEST_STATE_BACKEND=s3` runs the engine tests with the state in S3: each
+/// `Project::new` then keeps its state in a versioned bucket of the test's own moto.
+pub fn s3_backend() -> bool {
+    std::env::var("INFRA_TEST_STATE_BACKEND").as_deref() == Ok("s3")
+}
+
+pub const STATE_BUCKET: &str = "infra-test-state";
+pub const STATE_URL: &str = "s3://infra-test-state/team/";
 
 /// A moto server process, killed on drop.
 pub struct Moto {
@@ -109,9 +121,36 @@ pub struct Call {
 }
 
 impl Project {
-    /// `infra init` in a fresh directory, against `moto`.
+    /// `infra init` in a fresh directory, against `moto` (state in S3 with `s3_backend()`).
     pub fn new(moto: &Moto) -> Project {
-        Project::at(&moto.endpoint)
+        let project = Project::at(&moto.endpoint);
+        if s3_backend() {
+            create_versioned_bucket(&moto.endpoint, STATE_BUCKET);
+            project.use_state_url(STATE_URL);
+        }
+        project
+    }
+
+    /// Points the config's `state` key at `url`.
+    pub fn use_state_url(&self, url: &str) {
+        self.edit_config("# state = \"s3://my-bucket/infra/\"", &format!("state = \"{url}\""));
+    }
+
+    /// Whether the config keeps the state in S3.
+    pub fn s3_state(&self) -> bool {
+        std::fs::read_to_string(self.config_path()).unwrap().lines().any(|l| l.starts_with("state = \"s3://"))
+    }
+
+    /// Loses the state, as a deleted file or object would (versioning keeps the object's
+    /// history, which infra does not read).
+    pub fn lose_state(&self) {
+        if self.s3_state() {
+            let (endpoint, key) = (self.endpoint.clone(), format!("team/{STACK}.json"));
+            block_on(async move { s3(&endpoint).await.delete_object().bucket(STATE_BUCKET).key(key).send().await.unwrap() });
+        } else {
+            std::fs::remove_file(self.state_path()).unwrap();
+            let _ = std::fs::remove_file(self.state_path().with_extension("json.backup"));
+        }
     }
 
     /// `infra init` in a fresh directory, with AWS at `endpoint`.
@@ -159,6 +198,11 @@ impl Project {
             // Re-reads of a missing resource wait 3 s on AWS; moto is consistent at once.
             .env("INFRA_MISSING_GRACE_MS", "200")
             .stdin(Stdio::null());
+        if s3_backend() {
+            // A killed run leaves its S3 lock behind until the lease lapses: keep it short
+            // and let the next run wait it out, as the kill tests run again at once.
+            cmd.env("INFRA_LOCK_LEASE_SECONDS", "3").env("INFRA_LOCK_WAIT", "1m");
+        }
         cmd
     }
 
@@ -190,8 +234,21 @@ impl Project {
             .collect()
     }
 
+    /// The state as stored: the local file, or the S3 object (read with `infra state pull`).
     pub fn state(&self) -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(self.state_path()).unwrap()).unwrap()
+        let path = if self.s3_state() {
+            let dir = self.dir.path().join("pulled");
+            let out = self
+                .command(&["--state-dir", dir.to_str().unwrap(), "state", "pull"])
+                .env("INFRA_CALL_LOG", self.dir.path().join("pull-calls.jsonl"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "state pull: {}", String::from_utf8_lossy(&out.stderr));
+            dir.join(format!("{STACK}.json"))
+        } else {
+            self.state_path()
+        };
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
     pub fn physical_id(&self, logical: &str) -> String {
@@ -230,6 +287,41 @@ impl std::ops::Deref for TestAws {
 pub async fn ec2(moto: &Moto) -> TestAws {
     let sdk = sdk_config(moto).await;
     TestAws { client: aws_sdk_ec2::Client::new(&sdk), sdk }
+}
+
+/// An S3 client on the same endpoint.
+pub async fn s3(endpoint: &str) -> aws_sdk_s3::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    aws_sdk_s3::Client::new(&config)
+}
+
+/// Runs `f` to completion on a runtime of its own (callable from sync and async tests).
+pub fn block_on<T: Send>(f: impl std::future::Future<Output = T> + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)).join().unwrap()
+    })
+}
+
+/// The team's bucket: created by the user, not by infra, with versioning on.
+pub fn create_versioned_bucket(endpoint: &str, bucket: &str) {
+    let (endpoint, bucket) = (endpoint.to_string(), bucket.to_string());
+    block_on(async move {
+        let s3 = s3(&endpoint).await;
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        s3.put_bucket_versioning()
+            .bucket(&bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder().status(aws_sdk_s3::types::BucketVersioningStatus::Enabled).build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
 }
 
 fn stack_filter() -> Filter {
@@ -411,4 +503,39 @@ pub fn full_inventory() -> Inventory {
         target_groups: 1,
         listeners: 1,
     }
+}
+
+/// A TCP proxy to `upstream` that holds every chunk the client sends for `delay`, so each
+/// AWS request takes a realistic round trip and a run lasts long enough to interrupt, kill
+/// or pause in the middle.
+pub fn slow_proxy(upstream: &str, delay: std::time::Duration) -> String {
+    use std::io::{Read, Write};
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&upstream) else { continue };
+            let pipe = |mut from: TcpStream, mut to: TcpStream, pause: bool| {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        if pause {
+                            std::thread::sleep(delay);
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            };
+            pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), true);
+            pipe(server, client, false);
+        }
+    });
+    url
 }
