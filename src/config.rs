@@ -70,6 +70,10 @@ pub struct Config {
     /// new task definition). Off only where rollouts cannot complete (an emulator).
     #[serde(default = "default_true")]
     pub wait_for_rollout: bool,
+    /// How long `up` waits for a rollout before it gives up (the service stays recorded, and
+    /// the next `up` picks it up).
+    #[serde(default = "default_rollout_timeout_seconds")]
+    pub rollout_timeout_seconds: u32,
     #[serde(default = "default_desired_count")]
     pub desired_count: u32,
     #[serde(default = "default_cache_ttl_seconds")]
@@ -117,6 +121,9 @@ fn default_task_memory() -> u32 {
 }
 fn default_true() -> bool {
     true
+}
+fn default_rollout_timeout_seconds() -> u32 {
+    20 * 60
 }
 fn default_desired_count() -> u32 {
     2
@@ -184,6 +191,7 @@ impl Config {
             task_cpu: default_task_cpu(),
             task_memory: default_task_memory(),
             wait_for_rollout: true,
+            rollout_timeout_seconds: default_rollout_timeout_seconds(),
             desired_count: default_desired_count(),
             cache_ttl_seconds: default_cache_ttl_seconds(),
             log_retention_days: default_log_retention_days(),
@@ -330,6 +338,9 @@ impl Config {
         if !memory_ok {
             return Err(bad("task_memory", format!("{} MiB is not allowed with task_cpu = {} on Fargate", self.task_memory, self.task_cpu)));
         }
+        if self.rollout_timeout_seconds == 0 || self.rollout_timeout_seconds > 6 * 3600 {
+            return Err(bad("rollout_timeout_seconds", format!("{} is outside 1..=21600", self.rollout_timeout_seconds)));
+        }
         if self.desired_count == 0 || self.desired_count > 100 {
             return Err(bad("desired_count", format!("{} is outside 1..=100", self.desired_count)));
         }
@@ -440,6 +451,7 @@ task_cpu = {cpu}                     # Fargate CPU units (256, 512, 1024, ...)
 task_memory = {memory}                  # MiB, a combination Fargate allows with task_cpu
 desired_count = {desired}
 wait_for_rollout = true              # up waits until the service runs the new task definition
+rollout_timeout_seconds = {rollout}       # and gives up after this long (the next up resumes)
 cache_ttl_seconds = {ttl}
 log_retention_days = {ret}
 db_deletion_protection = false
@@ -464,6 +476,7 @@ db_final_snapshot = false
         engine = config.db_engine_version,
         cpu = config.task_cpu,
         memory = config.task_memory,
+        rollout = config.rollout_timeout_seconds,
         desired = config.desired_count,
         ttl = config.cache_ttl_seconds,
         ret = config.log_retention_days,

@@ -352,3 +352,24 @@ async fn killed_right_after_each_create_then_up_converges_with_one_of_each_and_l
     assert_eq!(inventory(&aws).await, full_inventory());
     assert_ok(&project.infra(&["status"]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_rollout_wait_up_waits_names_what_it_awaited_on_timeout_and_the_next_up_resumes() {
+    let moto = Moto::start();
+    let aws = ec2(&moto).await;
+    let project = Project::new(&moto);
+    // moto never completes a deployment: the wait runs into its (short) timeout.
+    project.edit_config("wait_for_rollout = false", "wait_for_rollout = true");
+    project.edit_config("rollout_timeout_seconds = 1200", "rollout_timeout_seconds = 3");
+    let up = project.infra(&["up"]);
+    assert_eq!(up.code, 1, "{up:?}");
+    assert!(up.stderr.contains("to roll out: timed out after 3s"), "{up:?}");
+    assert!(up.stderr.contains("tasks running, rollout IN_PROGRESS"), "the last state seen is named: {up:?}");
+    // The service was recorded before the wait; without it the next up converges and
+    // creates nothing more.
+    let service = project.physical_id("ecs_service");
+    project.edit_config("wait_for_rollout = true", "wait_for_rollout = false");
+    assert_ok(&project.infra(&["up"]));
+    assert_eq!(project.physical_id("ecs_service"), service);
+    assert_eq!(inventory(&aws).await, full_inventory());
+}

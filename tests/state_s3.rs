@@ -263,7 +263,7 @@ async fn down_with_s3_state_leaves_an_empty_resource_list_its_history_and_no_loc
     let project = team_project(&moto);
     assert_ok(&project.infra(&["up"]));
     let up = state_object(&moto).unwrap();
-    assert_eq!(up["resources"].as_object().unwrap().len(), 26);
+    assert_eq!(up["resources"].as_object().unwrap().len(), FULL_STACK_RESOURCES);
     assert!(!project.state_path().exists(), "an S3 state wrote a local file");
 
     let down = project.infra(&["down", "--yes"]);

@@ -128,5 +128,6 @@ pub fn add(stack: &mut Stack, settings: &Settings, region: &str) {
         container_name: CONTAINER_NAME.into(),
         container_port: c.container_port,
         wait_for_rollout: c.wait_for_rollout,
+        rollout_timeout: std::time::Duration::from_secs(c.rollout_timeout_seconds.into()),
     });
 }

@@ -20,7 +20,6 @@ use crate::aws::{aws_error, aws_error_typed, AwsError, ErrorClass, SendOnce};
 use crate::resources::network::has_stack_tags;
 use crate::resources::{compare, wait_until, Ctx, Diff, Kind, Lifecycle, Poll, Resource, StackTags};
 
-pub const SERVICE_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 pub const SERVICE_DELETE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +35,7 @@ pub struct EcsServiceSpec {
     pub container_name: String,
     pub container_port: u16,
     pub wait_for_rollout: bool,
+    pub rollout_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -143,9 +143,9 @@ pub async fn find_service_by_arn(ctx: &Ctx, arn: &str) -> Result<Option<EcsServi
 }
 
 /// Waits until the primary deployment has rolled out: every task running the new revision.
-pub async fn wait_service_rolled_out(ctx: &Ctx, arn: &str) -> Result<(), AwsError> {
+pub async fn wait_service_rolled_out(ctx: &Ctx, arn: &str, timeout: Duration) -> Result<(), AwsError> {
     let what = format!("ECS service {arn} to roll out");
-    wait_until(&what, "UpdateService", SERVICE_ROLLOUT_TIMEOUT, || async {
+    wait_until(&what, "UpdateService", timeout, || async {
         let Some(s) = find_service_by_arn(ctx, arn).await? else { return Ok(Poll::Pending("not yet visible".into())) };
         let (state, reason) = s.rollout.clone().unwrap_or_default();
         if state == DeploymentRolloutState::Failed.as_str() {
@@ -288,7 +288,7 @@ impl Resource for EcsServiceSpec {
 
     async fn await_ready(&self, ctx: &Ctx, id: &str) -> Result<(), AwsError> {
         if self.wait_for_rollout {
-            wait_service_rolled_out(ctx, id).await?;
+            wait_service_rolled_out(ctx, id, self.rollout_timeout).await?;
         }
         Ok(())
     }
@@ -316,7 +316,7 @@ impl Resource for EcsServiceSpec {
                 .await
                 .map_err(|e| aws_error("UpdateService", &o.arn, e))?;
             if self.wait_for_rollout {
-                wait_service_rolled_out(ctx, &o.arn).await?;
+                wait_service_rolled_out(ctx, &o.arn, self.rollout_timeout).await?;
             }
         }
         if !self.tags.diff(&o.tags).is_empty() {
