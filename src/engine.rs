@@ -78,6 +78,17 @@ pub struct Extra {
 }
 
 impl Extra {
+    /// `observed`, found with `logical_id`'s tags; a duplicate when another is kept.
+    fn new(logical_id: &str, kind: Kind, observed: Observed, duplicate_of: Option<&str>) -> Extra {
+        Extra {
+            logical_id: logical_id.to_string(),
+            kind,
+            physical_id: observed.physical_id,
+            duplicate_of: duplicate_of.map(str::to_string),
+            attributes: observed.attributes,
+        }
+    }
+
     /// The key it is recorded under until deleted: beside, never over, the one kept.
     pub fn state_key(&self) -> String {
         format!("{}#{}", self.logical_id, self.physical_id)
@@ -259,20 +270,8 @@ impl Engine {
                 (true, None) => {
                     survey.adoptable.insert((kind, logical), candidates);
                 }
-                (true, Some(kept)) => survey.extras.extend(candidates.into_iter().map(|o| Extra {
-                    logical_id: logical.clone(),
-                    kind,
-                    physical_id: o.physical_id,
-                    duplicate_of: Some(kept.clone()),
-                    attributes: o.attributes,
-                })),
-                (false, _) => survey.extras.extend(candidates.into_iter().map(|o| Extra {
-                    logical_id: logical.clone(),
-                    kind,
-                    physical_id: o.physical_id,
-                    duplicate_of: None,
-                    attributes: o.attributes,
-                })),
+                (true, Some(kept)) => survey.extras.extend(candidates.into_iter().map(|o| Extra::new(&logical, kind, o, Some(&kept)))),
+                (false, _) => survey.extras.extend(candidates.into_iter().map(|o| Extra::new(&logical, kind, o, None))),
             }
         }
         *self.survey.lock().unwrap() = survey;
@@ -302,17 +301,17 @@ impl Engine {
         Ok(choose(spec, candidates))
     }
 
+    /// Adds the duplicates of an adoptable resource to what `plan` and `status` report.
+    fn report_duplicates(&self, id: &str, kind: Kind, kept: &Observed, duplicates: Vec<Observed>) {
+        let extras = duplicates.into_iter().map(|d| Extra::new(id, kind, d, Some(&kept.physical_id)));
+        self.survey.lock().unwrap().extras.extend(extras);
+    }
+
     /// Records duplicates beside the resource kept, so they are deleted after the converge
     /// (and known to the next run if this one dies first).
     async fn record_duplicates(&self, id: &str, kind: Kind, kept: &Observed, duplicates: Vec<Observed>) -> Result<()> {
         for o in duplicates {
-            let extra = Extra {
-                logical_id: id.to_string(),
-                kind,
-                physical_id: o.physical_id,
-                duplicate_of: Some(kept.physical_id.clone()),
-                attributes: o.attributes,
-            };
+            let extra = Extra::new(id, kind, o, Some(&kept.physical_id));
             self.progress.note(&format!("found {} {}: {}; deleting it", kind, extra.physical_id, extra.reason()));
             self.store.set(
                 &extra.state_key(),
@@ -704,14 +703,7 @@ impl Engine {
                         None if node.deps.iter().any(|d| !refs.contains_key(d)) => Planned::Create { reason: "new".into() },
                         _ => match self.find_adoptable(node.kind, spec.as_ref(), &node.id).await? {
                             Some((o, duplicates)) => {
-                                let mut survey = self.survey.lock().unwrap();
-                                survey.extras.extend(duplicates.into_iter().map(|d| Extra {
-                                    logical_id: node.id.clone(),
-                                    kind: node.kind,
-                                    physical_id: d.physical_id,
-                                    duplicate_of: Some(o.physical_id.clone()),
-                                    attributes: d.attributes,
-                                }));
+                                self.report_duplicates(&node.id, node.kind, &o, duplicates);
                                 Planned::Adopt { physical_id: o.physical_id }
                             }
                             None => match recorded {
@@ -750,14 +742,7 @@ impl Engine {
                     let Some(pid) = state.physical_id(&node.id).map(str::to_string) else {
                         // Lost state: what `up` would adopt, and its duplicates.
                         if let Some((o, duplicates)) = self.find_adoptable(node.kind, spec.as_ref(), &node.id).await? {
-                            let mut survey = self.survey.lock().unwrap();
-                            survey.extras.extend(duplicates.into_iter().map(|d| Extra {
-                                logical_id: node.id.clone(),
-                                kind: node.kind,
-                                physical_id: d.physical_id,
-                                duplicate_of: Some(o.physical_id.clone()),
-                                attributes: d.attributes,
-                            }));
+                            self.report_duplicates(&node.id, node.kind, &o, duplicates);
                         }
                         return Ok((node.id.clone(), String::new(), Health::NotCreated));
                     };
