@@ -36,6 +36,11 @@ pub struct Aws {
     pub ecr: aws_sdk_ecr::Client,
     pub ecs: aws_sdk_ecs::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub apigateway: aws_sdk_apigateway::Client,
+    pub cognito: aws_sdk_cognitoidentityprovider::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub sts: aws_sdk_sts::Client,
     pub recorder: Arc<Recorder>,
     pub limits: Arc<RateLimits>,
     pub region: String,
@@ -76,6 +81,15 @@ impl Aws {
             ecr: client!(aws_sdk_ecr),
             ecs: client!(aws_sdk_ecs),
             elb: client!(aws_sdk_elasticloadbalancingv2),
+            apigateway: client!(aws_sdk_apigateway),
+            cognito: client!(aws_sdk_cognitoidentityprovider),
+            lambda: client!(aws_sdk_lambda),
+            // Path-style addressing: bucket names never become host names, which an
+            // emulator on 127.0.0.1 cannot resolve (and dotted names break TLS on AWS).
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).interceptor(RecordingInterceptor(recorder.clone())).build(),
+            ),
+            sts: client!(aws_sdk_sts),
             recorder,
             limits: Arc::new(RateLimits::aws_defaults()),
             region,
@@ -267,14 +281,19 @@ impl Bucket {
 impl RateLimits {
     /// Mirrors AWS's documented control-plane rates (burst, per second), per account and
     /// region: EC2's non-mutating bucket holds 100 tokens and refills 20 per second (its
-    /// mutating one is larger and slower, 200 at 5/s); API Gateway allows about 5 calls per
-    /// second with bursts of 10; SSM's parameter APIs 40/s; IAM is global and slow (about
+    /// mutating one is larger and slower, 200 at 5/s); API Gateway allows 10 calls per
+    /// second per account with bursts of 40 for most control-plane calls (fewer for a few:
+    /// CreateRestApi, CreateDeployment; those are throttled and retried); Cognito's user pool
+    /// management about 20/s; Lambda's control plane 15/s; SSM's parameter APIs 40/s; IAM is global and slow (about
     /// 10/s); CloudWatch Logs' control plane 5/s; RDS, ECR, ECS and ELB about 20/s.
     pub fn aws_defaults() -> RateLimits {
         let mut buckets = HashMap::new();
         for (service, burst, per_second) in [
             ("ec2", 100.0, 20.0),
-            ("apigateway", 10.0, 5.0),
+            ("apigateway", 40.0, 10.0),
+            ("cognito", 20.0, 20.0),
+            ("lambda", 15.0, 15.0),
+            ("sts", 50.0, 50.0),
             ("ssm", 40.0, 40.0),
             ("iam", 20.0, 10.0),
             ("logs", 10.0, 5.0),
@@ -562,7 +581,11 @@ send_once_for!(
     aws_sdk_rds,
     aws_sdk_ecr,
     aws_sdk_ecs,
-    aws_sdk_elasticloadbalancingv2
+    aws_sdk_elasticloadbalancingv2,
+    aws_sdk_apigateway,
+    aws_sdk_cognitoidentityprovider,
+    aws_sdk_lambda,
+    aws_sdk_s3
 );
 
 #[cfg(test)]

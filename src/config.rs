@@ -78,6 +78,9 @@ pub struct Config {
     pub desired_count: u32,
     #[serde(default = "default_cache_ttl_seconds")]
     pub cache_ttl_seconds: u32,
+    /// API Gateway stage cache size in GB, one of the sizes API Gateway offers.
+    #[serde(default = "default_cache_cluster_size")]
+    pub cache_cluster_size: String,
     #[serde(default = "default_log_retention_days")]
     pub log_retention_days: u32,
     #[serde(default)]
@@ -131,6 +134,11 @@ fn default_desired_count() -> u32 {
 fn default_cache_ttl_seconds() -> u32 {
     60
 }
+fn default_cache_cluster_size() -> String {
+    "0.5".into()
+}
+/// The cache sizes (GB) API Gateway offers for a stage.
+pub const CACHE_CLUSTER_SIZES: [&str; 8] = ["0.5", "1.6", "6.1", "13.5", "28.4", "58.2", "118", "237"];
 fn default_log_retention_days() -> u32 {
     30
 }
@@ -194,6 +202,7 @@ impl Config {
             rollout_timeout_seconds: default_rollout_timeout_seconds(),
             desired_count: default_desired_count(),
             cache_ttl_seconds: default_cache_ttl_seconds(),
+            cache_cluster_size: default_cache_cluster_size(),
             log_retention_days: default_log_retention_days(),
             db_deletion_protection: false,
             db_final_snapshot: false,
@@ -347,6 +356,12 @@ impl Config {
         if self.cache_ttl_seconds > 3600 {
             return Err(bad("cache_ttl_seconds", format!("{} exceeds API Gateway's maximum of 3600", self.cache_ttl_seconds)));
         }
+        if !CACHE_CLUSTER_SIZES.contains(&self.cache_cluster_size.as_str()) {
+            return Err(bad(
+                "cache_cluster_size",
+                format!("{:?} is not a size API Gateway offers ({})", self.cache_cluster_size, CACHE_CLUSTER_SIZES.join(", ")),
+            ));
+        }
         const RETENTION: [u32; 22] = [
             1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
         ];
@@ -452,7 +467,8 @@ task_memory = {memory}                  # MiB, a combination Fargate allows with
 desired_count = {desired}
 wait_for_rollout = true              # up waits until the service runs the new task definition
 rollout_timeout_seconds = {rollout}       # and gives up after this long (the next up resumes)
-cache_ttl_seconds = {ttl}
+cache_ttl_seconds = {ttl}             # API Gateway caches the book GETs this long (0: no caching)
+cache_cluster_size = "{cache_size}"          # GB: 0.5, 1.6, 6.1, 13.5, 28.4, 58.2, 118 or 237
 log_retention_days = {ret}
 db_deletion_protection = false
 db_final_snapshot = false
@@ -479,6 +495,7 @@ db_final_snapshot = false
         rollout = config.rollout_timeout_seconds,
         desired = config.desired_count,
         ttl = config.cache_ttl_seconds,
+        cache_size = config.cache_cluster_size,
         ret = config.log_retention_days,
     )
 }
@@ -537,6 +554,8 @@ mod tests {
             (("desired_count = 2", "desired_count = \"two\""), "desired_count"),
             (("# state = \"s3://my-bucket/infra/\"", "state = \"gs://my-bucket/infra/\""), "state"),
             (("# state = \"s3://my-bucket/infra/\"", "state = \"s3://My_Bucket/\""), "state"),
+            (("cache_cluster_size = \"0.5\"", "cache_cluster_size = \"1\""), "cache_cluster_size"),
+            (("cache_ttl_seconds = 60", "cache_ttl_seconds = 7200"), "cache_ttl_seconds"),
         ];
         for ((from, to), key) in cases {
             let err = err_for((from, to));

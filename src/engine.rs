@@ -5,7 +5,7 @@
 //! tags (or deterministic key) before anything is created. So a run killed at any instant
 //! leaves a state that the next `up` completes and the next `down` removes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -822,11 +822,19 @@ impl Engine {
             })
             .collect();
         let dag = destroy_dag(&self.stack, &present);
+        // Parents deleted in this run: their children go with them (`DELETED_WITH`).
+        let parents: Arc<HashSet<(Kind, String)>> = Arc::new(
+            present
+                .iter()
+                .filter_map(|(id, kind)| Some((*kind, state.resources.get(id)?.physical_id.clone()?)))
+                .collect(),
+        );
         graph::run(&dag, self.concurrency, cancel, |id| {
             let engine = self.clone();
             let kind = present[&id];
+            let parents = parents.clone();
             async move {
-                let result = engine.delete_one(&id, kind).await;
+                let result = engine.delete_one(&id, kind, &parents).await;
                 if let Err(e) = &result {
                     engine.progress.failed(&id, &format!("{e:#}"));
                 }
@@ -836,7 +844,7 @@ impl Engine {
         .await
     }
 
-    async fn delete_one(&self, id: &str, kind: Kind) -> Result<()> {
+    async fn delete_one(&self, id: &str, kind: Kind, deleted_parents: &HashSet<(Kind, String)>) -> Result<()> {
         let Some(recorded) = self.store.get(id) else { return Ok(()) };
         let Some(pid) = recorded.physical_id else {
             // An intent whose create never returned an id; the sweep found nothing
@@ -844,6 +852,15 @@ impl Engine {
             self.store.remove(id).await?;
             return Ok(());
         };
+        let parent = kind.deleted_with().zip(pid.split_once('/')).map(|(k, (parent, _))| (k, parent.to_string()));
+        if let Some(parent) = parent.filter(|p| deleted_parents.contains(p)) {
+            // Forgotten now, gone with the parent (deleted after it, as a dependant). If this
+            // run dies first, the parent is still recorded, and the next `down` deletes it.
+            self.store.remove(id).await?;
+            self.tally.lock().unwrap().deleted += 1;
+            self.progress.done(id, &format!("deleted with {} {}", parent.0, parent.1));
+            return Ok(());
+        }
         self.store.update(|s| {
             if let Some(r) = s.resources.get_mut(id) {
                 r.phase = Phase::Deleting;

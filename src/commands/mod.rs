@@ -89,12 +89,13 @@ impl Session {
         let location = state_location(cli, settings);
         let store = Arc::new(StateStore::open(&open_options(cli, settings, &location), &aws).await?);
         let ctx = Ctx { aws, stack: settings.config.stack.clone() };
-        let azs = if resolve_azs {
-            availability_zones(&ctx, settings, &store.snapshot()).await?
+        let (azs, account) = if resolve_azs {
+            let state = store.snapshot();
+            tokio::try_join!(availability_zones(&ctx, settings, &state), account_id(&ctx))?
         } else {
-            vec!["(unused)".to_string(), "(unused)".to_string()]
+            (vec!["(unused)".to_string(), "(unused)".to_string()], "(unused)".to_string())
         };
-        let stack = Stack::desired(settings, &azs, &ctx.aws.region)?;
+        let stack = Stack::desired(settings, &azs, &ctx.aws.region, &account)?;
         let engine = Arc::new(Engine::new(ctx, store, stack, Progress::new(cli.verbose > 0)));
         Ok(Session { engine, started })
     }
@@ -161,6 +162,13 @@ async fn availability_zones(ctx: &Ctx, settings: &Settings, state: &State) -> Re
     }
     names.truncate(settings.config.az_count as usize);
     Ok(names)
+}
+
+/// The account the credentials belong to: it names the payload bucket (bucket names are
+/// global) and scopes the Lambda permission to this account's API.
+async fn account_id(ctx: &Ctx) -> Result<String> {
+    let resp = ctx.sts().await.get_caller_identity().send().await.map_err(|e| crate::aws::aws_error("GetCallerIdentity", "caller", e))?;
+    resp.account().map(str::to_string).context("GetCallerIdentity returned no account")
 }
 
 /// First Ctrl-C: stop starting work, let calls in flight finish, save state. Second: exit.

@@ -4,13 +4,17 @@
 //! drives every kind through the type-erased [`DynResource`], so the diff of a kind is
 //! checked by the compiler while the executor stays generic.
 
+pub mod apigateway;
 pub mod compute;
 pub mod database;
+pub mod functions;
 pub mod iam;
+pub mod identity;
 pub mod load_balancer;
 pub mod logs;
 pub mod network;
 pub mod secrets;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -51,6 +55,11 @@ service_clients! {
     ecr: aws_sdk_ecr::Client => "ecr",
     ecs: aws_sdk_ecs::Client => "ecs",
     elb: aws_sdk_elasticloadbalancingv2::Client => "elasticloadbalancing",
+    apigateway: aws_sdk_apigateway::Client => "apigateway",
+    cognito: aws_sdk_cognitoidentityprovider::Client => "cognito",
+    lambda: aws_sdk_lambda::Client => "lambda",
+    s3: aws_sdk_s3::Client => "s3",
+    sts: aws_sdk_sts::Client => "sts",
 }
 
 /// The tags every resource carries, set at create time.
@@ -208,6 +217,13 @@ pub trait Resource: Send + Sync + 'static {
     /// security groups). Declared where the new kind lives, so older files stay untouched.
     const DELETE_BEFORE: &'static [(Kind, &'static str)] = &[];
 
+    /// The kind of the parent whose deletion takes resources of this kind with it (a REST
+    /// API's methods and stages, a user pool's clients, a function's permissions). Their
+    /// physical ids start with the parent's and a `/`. When `down` deletes the parent too,
+    /// they are not deleted one by one: API Gateway's control plane allows a few calls per
+    /// second, and the parent's delete removes them all at once.
+    const DELETED_WITH: Option<Kind> = None;
+
     /// Reads many resources of this kind at once (one call for most kinds); those that are
     /// gone are absent from the result.
     fn find_many(ctx: &Ctx, ids: &[String]) -> impl Future<Output = Result<Vec<Self::Observed>, AwsError>> + Send;
@@ -363,6 +379,13 @@ macro_rules! registry {
                 }
             }
 
+            /// The parent kind whose deletion removes resources of this kind (see `DELETED_WITH`).
+            pub fn deleted_with(self) -> Option<Kind> {
+                match self {
+                    $(Kind::$variant => <$spec as Resource>::DELETED_WITH,)*
+                }
+            }
+
             /// Whether `adopt` may return resources without the stack's tags.
             pub fn adopts_untagged(self) -> bool {
                 match self {
@@ -430,6 +453,17 @@ registry! {
     LoadBalancer = "load_balancer" => load_balancer::load_balancer::LoadBalancerSpec,
     TargetGroup = "target_group" => load_balancer::target_group::TargetGroupSpec,
     Listener = "listener" => load_balancer::listener::ListenerSpec,
+    UserPool = "user_pool" => identity::user_pool::UserPoolSpec,
+    UserPoolClient = "user_pool_client" => identity::user_pool_client::UserPoolClientSpec,
+    Bucket = "bucket" => storage::bucket::BucketSpec,
+    LambdaFunction = "lambda_function" => functions::function::FunctionSpec,
+    LambdaPermission = "lambda_permission" => functions::permission::PermissionSpec,
+    RestApi = "rest_api" => apigateway::rest_api::RestApiSpec,
+    ApiResource = "api_resource" => apigateway::resource::ApiResourceSpec,
+    ApiAuthorizer = "api_authorizer" => apigateway::authorizer::AuthorizerSpec,
+    ApiMethod = "api_method" => apigateway::method::MethodSpec,
+    ApiDeployment = "api_deployment" => apigateway::deployment::DeploymentSpec,
+    ApiStage = "api_stage" => apigateway::stage::StageSpec,
 }
 
 impl Kind {

@@ -2,6 +2,7 @@
 
 mod compute;
 mod data;
+mod edge;
 mod network;
 
 use std::cell::RefCell;
@@ -66,12 +67,14 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Every tier's resources; an error if their dependencies form a cycle.
-    pub fn desired(settings: &Settings, azs: &[String], region: &str) -> Result<Stack> {
+    /// Every tier's resources; an error if their dependencies form a cycle. `account` names
+    /// the payload bucket and scopes ARNs.
+    pub fn desired(settings: &Settings, azs: &[String], region: &str, account: &str) -> Result<Stack> {
         let mut stack = Stack { nodes: BTreeMap::new() };
         network::add(&mut stack, settings, azs);
         data::add(&mut stack, settings, region);
         compute::add(&mut stack, settings, region);
+        edge::add(&mut stack, settings, region, account);
         stack.check()?;
         Ok(stack)
     }
@@ -156,7 +159,7 @@ mod tests {
     fn stack(nat: u8) -> Stack {
         let mut cfg = Config::with_defaults("books");
         cfg.nat_gateways = nat;
-        Stack::desired(&cfg.validate().unwrap(), &["us-east-1a".into(), "us-east-1b".into()], "us-east-1").unwrap()
+        Stack::desired(&cfg.validate().unwrap(), &["us-east-1a".into(), "us-east-1b".into()], "us-east-1", "123456789012").unwrap()
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! never changed or deleted; one that is absent is created with a strong random value and
 //! the stack's tags, and only such a parameter is deleted by `down` (the `managed` attribute
 //! recorded in state says which). The value is generated, sent once in PutParameter and
-//! never read, logged or recorded: readers (Aurora's create, ECS at task start) fetch it.
+//! never logged or recorded: readers (Aurora's create, API Gateway's integration URI, ECS at
+//! task start) fetch it. Reads keep only a salted fingerprint of it, so a stale copy
+//! embedded elsewhere shows as drift.
 //!
 //! A repeat of PutParameter meets ParameterAlreadyExists; the engine's lookup by name then
 //! finds the parameter, and its tags tell whether it is ours.
@@ -31,6 +33,8 @@ pub struct SsmParameter {
     pub arn: String,
     pub kind: String,
     pub tags: BTreeMap<String, String>,
+    /// [`fingerprint`] of the value: what a spec that embeds the value compares against.
+    pub fingerprint: String,
 }
 
 impl SsmParameter {
@@ -56,7 +60,8 @@ async fn tags_of(ctx: &Ctx, name: &str) -> Result<BTreeMap<String, String>, AwsE
     Ok(resp.tag_list().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
 }
 
-/// Parameters by exact name (metadata only: values are never read), with their tags.
+/// Parameters by exact name, with their tags and the fingerprint of their values (the
+/// values themselves are dropped as soon as they are digested).
 pub async fn find_parameters(ctx: &Ctx, names: &[String]) -> Result<Vec<SsmParameter>, AwsError> {
     let mut found = Vec::new();
     for chunk in names.chunks(50) {
@@ -78,6 +83,7 @@ pub async fn find_parameters(ctx: &Ctx, names: &[String]) -> Result<Vec<SsmParam
                     arn: p.arn().unwrap_or_default().to_string(),
                     kind: p.r#type().map(|t| t.as_str().to_string()).unwrap_or_default(),
                     tags: BTreeMap::new(),
+                    fingerprint: String::new(),
                 });
             }
             token = resp.next_token().map(str::to_string);
@@ -86,22 +92,23 @@ pub async fn find_parameters(ctx: &Ctx, names: &[String]) -> Result<Vec<SsmParam
             }
         }
     }
-    // DescribeParameters leaves the ARN out on some endpoints; GetParameters (without
-    // decryption, ten names a call) has it.
-    let missing: Vec<String> = found.iter().filter(|p| p.arn.is_empty()).map(|p| p.name.clone()).collect();
-    for chunk in missing.chunks(10) {
+    // GetParameters (ten names a call) has the ARN, which DescribeParameters leaves out on
+    // some endpoints, and the value, which is turned into its fingerprint at once.
+    let names: Vec<String> = found.iter().map(|p| p.name.clone()).collect();
+    for chunk in names.chunks(10) {
         let resp = ctx
             .ssm()
             .await
             .get_parameters()
             .set_names(Some(chunk.to_vec()))
-            .with_decryption(false)
+            .with_decryption(true)
             .send()
             .await
             .map_err(|e| aws_error("GetParameters", chunk.join(","), e))?;
         for got in resp.parameters() {
             if let Some(p) = found.iter_mut().find(|p| Some(p.name.as_str()) == got.name()) {
                 p.arn = got.arn().unwrap_or_default().to_string();
+                p.fingerprint = fingerprint(&ctx.stack, got.value().unwrap_or_default());
             }
         }
     }
@@ -109,6 +116,16 @@ pub async fn find_parameters(ctx: &Ctx, names: &[String]) -> Result<Vec<SsmParam
         p.tags = tags_of(ctx, &p.name).await?;
     }
     Ok(found)
+}
+
+/// A short one-way digest of a secret, salted with the stack name: kept in state and
+/// compared to detect that a value embedded elsewhere (API Gateway's integration URI) is
+/// stale, without keeping the value. 64 bits of SHA-256: enough to tell values apart, and
+/// for a generated 190-bit value, nothing to recover it from.
+pub fn fingerprint(stack: &str, value: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(b"infra-fingerprint\0").chain_update(stack).chain_update(b"\0").chain_update(value).finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads a SecureString's value for a resource that needs it at create (Aurora's master
@@ -239,6 +256,11 @@ impl Resource for SsmParameterSpec {
     }
 
     fn attributes(o: &SsmParameter) -> BTreeMap<String, String> {
-        [("arn".to_string(), o.arn.clone()), ("managed".to_string(), o.managed(None).to_string())].into()
+        [
+            ("arn".to_string(), o.arn.clone()),
+            ("managed".to_string(), o.managed(None).to_string()),
+            ("fingerprint".to_string(), o.fingerprint.clone()),
+        ]
+        .into()
     }
 }

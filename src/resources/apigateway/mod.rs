@@ -1,0 +1,97 @@
+//! API Gateway (REST): the API, its resources (paths), the Cognito authorizer, the methods
+//! with their integrations, the deployment and the `prod` stage with its cache.
+//!
+//! Only the API carries tags that a scan can read; everything inside it is found by its
+//! key (a path, a name, a verb) within the API, and its physical id is `<api id>/<id>`, so
+//! `down` knows they all go with the API (`DELETED_WITH`). Edits to resources and methods
+//! are not live until a deployment: the stage serves the deployment's snapshot, so a method
+//! can be re-put in place without an outage.
+
+pub mod authorizer;
+pub mod deployment;
+pub mod method;
+pub mod resource;
+pub mod rest_api;
+pub mod stage;
+
+use aws_sdk_apigateway::types::{Op, PatchOperation, Resource as ApiResourceItem};
+
+use crate::aws::{aws_error_typed, AwsError, ErrorClass};
+use crate::resources::Ctx;
+
+/// Splits `<api id>/<rest>` into its two parts.
+pub fn split_id(pid: &str) -> (&str, &str) {
+    pid.split_once('/').unwrap_or((pid, ""))
+}
+
+pub fn patch(op: Op, path: &str, value: Option<&str>) -> PatchOperation {
+    PatchOperation::builder().op(op).path(path).set_value(value.map(str::to_string)).build()
+}
+
+/// `~1` escapes a `/` inside one segment of a patch path (JSON Pointer).
+pub fn escape_path(path: &str) -> String {
+    path.replace('~', "~0").replace('/', "~1")
+}
+
+/// The ARN API Gateway's tagging calls take for an API or one of its stages.
+pub fn arn(region: &str, api: &str, stage: Option<&str>) -> String {
+    match stage {
+        Some(stage) => format!("arn:aws:apigateway:{region}::/restapis/{api}/stages/{stage}"),
+        None => format!("arn:aws:apigateway:{region}::/restapis/{api}"),
+    }
+}
+
+/// The NotFoundException of any API Gateway call, as the engine's NotFound.
+pub fn not_found<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(e: &E) -> Option<ErrorClass> {
+    (e.code() == Some("NotFoundException")).then_some(ErrorClass::NotFound)
+}
+
+/// A ConflictException: the name, path or verb is taken (by an earlier attempt of ours,
+/// which the engine's lookup then finds), or something still uses what is deleted.
+pub fn conflict_means<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(class: ErrorClass) -> impl Fn(&E) -> Option<ErrorClass> {
+    move |e: &E| match e.code() {
+        Some("ConflictException") => Some(class),
+        Some("NotFoundException") => Some(ErrorClass::NotFound),
+        _ => None,
+    }
+}
+
+/// Every resource (path) of an API, with its methods and their integrations embedded: one
+/// paged call reads the whole definition. `None` when the API is gone.
+pub async fn resources_of(ctx: &Ctx, api: &str) -> Result<Option<Vec<ApiResourceItem>>, AwsError> {
+    let mut out = Vec::new();
+    let mut position = None;
+    loop {
+        let resp = match ctx
+            .apigateway()
+            .await
+            .get_resources()
+            .rest_api_id(api)
+            .embed("methods")
+            .limit(500)
+            .set_position(position)
+            .send()
+            .await
+            .map_err(|e| aws_error_typed("GetResources", api, e, not_found))
+        {
+            Ok(resp) => resp,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        out.extend(resp.items().iter().cloned());
+        position = resp.position().map(str::to_string);
+        if position.is_none() {
+            return Ok(Some(out));
+        }
+    }
+}
+
+/// Groups physical ids `<api>/<rest>` by API.
+pub fn by_api(ids: &[String]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for id in ids {
+        let (api, _) = split_id(id);
+        out.entry(api.to_string()).or_default().push(id.clone());
+    }
+    out
+}

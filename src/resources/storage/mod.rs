@@ -1,0 +1,3 @@
+//! S3: the payload bucket of the API's upload-limit demonstration.
+
+pub mod bucket;
