@@ -134,7 +134,7 @@ pub struct Call {
 
 /// Read-only operations by naming convention across AWS APIs; everything else mutates.
 pub fn is_mutating(operation: &str) -> bool {
-    const READ_PREFIXES: [&str; 4] = ["Describe", "Get", "List", "Lookup"];
+    const READ_PREFIXES: [&str; 5] = ["Describe", "Get", "List", "Lookup", "Head"];
     !READ_PREFIXES.iter().any(|p| operation.starts_with(p))
 }
 

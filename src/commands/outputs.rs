@@ -72,5 +72,11 @@ pub fn outputs(state: &State) -> BTreeMap<&'static str, String> {
     put("EcsClusterArn", id("ecs_cluster"));
     put("EcsServiceArn", id("ecs_service"));
     put("TaskDefinitionArn", id("task_definition"));
+    // The edge tier, named as the seed's CloudFormation outputs.
+    put("ApiGwUrl", attr("api.stage", "url"));
+    put("RestApiId", id("api"));
+    put("UserPoolId", id("user_pool"));
+    put("AppClientId", attr("user_pool_client", "client_id"));
+    put("S3BucketName", id("bucket.payload"));
     out
 }

@@ -52,10 +52,13 @@ pub struct Stage {
     pub cache_cluster_size: String,
     pub settings: BTreeMap<String, ObservedSetting>,
     pub tags: BTreeMap<String, String>,
+    /// Where callers reach the stage.
+    pub url: String,
 }
 
-fn observe(api: &str, s: &SdkStage) -> Stage {
+fn observe(api: &str, s: &SdkStage, region: &str) -> Stage {
     Stage {
+        url: format!("https://{api}.execute-api.{region}.amazonaws.com/{}", s.stage_name().unwrap_or_default()),
         api_id: api.to_string(),
         name: s.stage_name().unwrap_or_default().to_string(),
         deployment_id: s.deployment_id().unwrap_or_default().to_string(),
@@ -83,7 +86,7 @@ fn observe(api: &str, s: &SdkStage) -> Stage {
 
 async fn all(ctx: &Ctx, api: &str) -> Result<Vec<Stage>, AwsError> {
     match ctx.apigateway().await.get_stages().rest_api_id(api).send().await {
-        Ok(resp) => Ok(resp.item().iter().map(|s| observe(api, s)).collect()),
+        Ok(resp) => Ok(resp.item().iter().map(|s| observe(api, s, &ctx.aws.region)).collect()),
         Err(e) => {
             let e = aws_error_typed("GetStages", api, e, not_found);
             if e.is_not_found() {
@@ -214,7 +217,7 @@ impl Resource for StageSpec {
     }
 
     fn attributes(o: &Stage) -> BTreeMap<String, String> {
-        [("stage_name".to_string(), o.name.clone())].into()
+        [("stage_name".to_string(), o.name.clone()), ("url".to_string(), o.url.clone())].into()
     }
 
     const REPLACEMENT: Replacement = Replacement::Refuse("the stage's URL would change");
