@@ -84,6 +84,20 @@ async fn lost_answer_on_each_create_operation_leaves_no_duplicate() {
         "CreateListener",
         "RegisterTaskDefinition",
         "CreateService",
+        "CreateUserPool",
+        "CreateUserPoolClient",
+        "CreateBucket",
+        "PutPublicAccessBlock",
+        "CreateFunction",
+        "AddPermission",
+        "CreateRestApi",
+        "CreateResource",
+        "CreateAuthorizer",
+        "PutMethod",
+        "PutIntegration",
+        "CreateDeployment",
+        "CreateStage",
+        "UpdateStage",
     ];
     for (i, operation) in operations.iter().enumerate() {
         // A dropped connection is tried on the network tier's operations; the lost answer

@@ -151,8 +151,12 @@ impl Request {
             return target.rsplit('.').next().unwrap_or(target).to_string();
         }
         let mut parts = self.head[0].split_whitespace();
-        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        format!("{method} {}", path.split('?').next().unwrap_or(path))
+        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        match rest_operation(method, path, query) {
+            Some(name) => name.to_string(),
+            None => format!("{method} {path}"),
+        }
     }
 
     fn protocol(&self) -> Protocol {
@@ -170,6 +174,34 @@ impl Request {
             Protocol::RestJson
         }
     }
+}
+
+/// The operation names of the REST protocols' writes that the fault tests aim at (API
+/// Gateway, Lambda, S3 with path-style addressing), as the SDK names them.
+fn rest_operation(method: &str, path: &str, query: &str) -> Option<&'static str> {
+    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let name = match (method, seg.as_slice()) {
+        ("POST", ["restapis"]) => "CreateRestApi",
+        ("DELETE", ["restapis", _]) => "DeleteRestApi",
+        ("POST", ["restapis", _, "resources", _]) => "CreateResource",
+        ("PUT", ["restapis", _, "resources", _, "methods", _]) => "PutMethod",
+        ("PUT", ["restapis", _, "resources", _, "methods", _, "integration"]) => "PutIntegration",
+        ("PUT", ["restapis", _, "resources", _, "methods", _, "responses", _]) => "PutMethodResponse",
+        ("PUT", ["restapis", _, "resources", _, "methods", _, "integration", "responses", _]) => "PutIntegrationResponse",
+        ("POST", ["restapis", _, "authorizers"]) => "CreateAuthorizer",
+        ("POST", ["restapis", _, "deployments"]) => "CreateDeployment",
+        ("POST", ["restapis", _, "stages"]) => "CreateStage",
+        ("PATCH", ["restapis", _, "stages", _]) => "UpdateStage",
+        ("POST", ["2015-03-31", "functions"]) => "CreateFunction",
+        ("POST", ["2015-03-31", "functions", _, "policy"]) => "AddPermission",
+        ("PUT", ["2015-03-31", "functions", _, "configuration"]) => "UpdateFunctionConfiguration",
+        ("PUT", [_bucket]) if query.is_empty() => "CreateBucket",
+        ("PUT", [_bucket]) if query.starts_with("publicAccessBlock") => "PutPublicAccessBlock",
+        ("PUT", [_bucket]) if query.starts_with("encryption") => "PutBucketEncryption",
+        ("PUT", [_bucket]) if query.starts_with("tagging") => "PutBucketTagging",
+        _ => return None,
+    };
+    Some(name)
 }
 
 enum Protocol {

@@ -15,7 +15,7 @@ use aws_sdk_ec2::types::Filter;
 pub const STACK: &str = "books";
 /// Resources of one converged stack with one NAT gateway and a prebuilt image: 26 of the
 /// network tier, 9 of the data tier, 7 of the compute tier.
-pub const FULL_STACK_RESOURCES: usize = 42;
+pub const FULL_STACK_RESOURCES: usize = 66;
 pub const TEST_IMAGE: &str = "public.ecr.aws/docker/library/books-api:1.0";
 
 /// `INFRA_TEST_STATE_BACKEND=s3` runs the engine tests with the state in S3: each
@@ -354,6 +354,19 @@ pub struct Inventory {
     pub load_balancers: usize,
     pub target_groups: usize,
     pub listeners: usize,
+    pub user_pools: usize,
+    pub user_pool_clients: usize,
+    pub buckets: usize,
+    pub bucket_objects: usize,
+    pub lambda_functions: usize,
+    pub lambda_permissions: usize,
+    pub rest_apis: usize,
+    /// Paths of the stack's APIs, the root excluded.
+    pub api_resources: usize,
+    pub api_methods: usize,
+    pub api_authorizers: usize,
+    pub api_deployments: usize,
+    pub api_stages: usize,
 }
 
 pub async fn inventory(ec2: &TestAws) -> Inventory {
@@ -449,7 +462,20 @@ pub async fn inventory(ec2: &TestAws) -> Inventory {
         .iter()
         .filter(|t| t.target_group_name().is_some_and(|n| n.starts_with(&format!("{STACK}-"))))
         .count();
+    let edge = edge_inventory(sdk).await;
     Inventory {
+        user_pools: edge.user_pools,
+        user_pool_clients: edge.user_pool_clients,
+        buckets: edge.buckets,
+        bucket_objects: edge.bucket_objects,
+        lambda_functions: edge.lambda_functions,
+        lambda_permissions: edge.lambda_permissions,
+        rest_apis: edge.rest_apis,
+        api_resources: edge.api_resources,
+        api_methods: edge.api_methods,
+        api_authorizers: edge.api_authorizers,
+        api_deployments: edge.api_deployments,
+        api_stages: edge.api_stages,
         vpcs: vpcs.vpcs().len(),
         internet_gateways: igws.internet_gateways().len(),
         subnets: subnets.subnets().len(),
@@ -478,6 +504,78 @@ pub async fn inventory(ec2: &TestAws) -> Inventory {
     }
 }
 
+/// The edge tier's share of the inventory: by the stack's names (pools, functions, buckets,
+/// APIs), everything inside an API counted whatever its name.
+async fn edge_inventory(sdk: &aws_config::SdkConfig) -> Inventory {
+    let prefix = format!("{STACK}-");
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(sdk);
+    let pools = cognito.list_user_pools().max_results(60).send().await.unwrap();
+    let pools: Vec<String> =
+        pools.user_pools().iter().filter(|p| p.name().is_some_and(|n| n.starts_with(&prefix))).filter_map(|p| p.id().map(str::to_string)).collect();
+    let mut user_pool_clients = 0;
+    for pool in &pools {
+        user_pool_clients += cognito.list_user_pool_clients().user_pool_id(pool).send().await.unwrap().user_pool_clients().len();
+    }
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build());
+    let buckets: Vec<String> = s3
+        .list_buckets()
+        .send()
+        .await
+        .unwrap()
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name())
+        .filter(|n| n.starts_with(&format!("{STACK}-payload-")))
+        .map(str::to_string)
+        .collect();
+    let mut bucket_objects = 0;
+    for b in &buckets {
+        let v = s3.list_object_versions().bucket(b).send().await.unwrap();
+        bucket_objects += v.versions().len() + v.delete_markers().len();
+    }
+    let lambda = aws_sdk_lambda::Client::new(sdk);
+    let functions: Vec<String> =
+        lambda.list_functions().send().await.unwrap().functions().iter().filter_map(|f| f.function_name()).filter(|n| n.starts_with(&prefix)).map(str::to_string).collect();
+    let mut lambda_permissions = 0;
+    for f in &functions {
+        if let Ok(p) = lambda.get_policy().function_name(f).send().await {
+            let doc: serde_json::Value = serde_json::from_str(p.policy().unwrap_or("{}")).unwrap();
+            lambda_permissions += doc["Statement"].as_array().map_or(0, |s| s.len());
+        }
+    }
+    let apigw = aws_sdk_apigateway::Client::new(sdk);
+    let apis: Vec<String> =
+        apigw.get_rest_apis().send().await.unwrap().items().iter().filter(|a| a.name().is_some_and(|n| n.starts_with(&prefix))).filter_map(|a| a.id().map(str::to_string)).collect();
+    let (mut api_resources, mut api_methods, mut api_authorizers, mut api_deployments, mut api_stages) = (0, 0, 0, 0, 0);
+    for api in &apis {
+        let resources = apigw.get_resources().rest_api_id(api).embed("methods").send().await.unwrap();
+        for r in resources.items() {
+            if r.path() != Some("/") {
+                api_resources += 1;
+            }
+            api_methods += r.resource_methods().map_or(0, |m| m.len());
+        }
+        api_authorizers += apigw.get_authorizers().rest_api_id(api).send().await.unwrap().items().len();
+        api_deployments += apigw.get_deployments().rest_api_id(api).send().await.unwrap().items().len();
+        api_stages += apigw.get_stages().rest_api_id(api).send().await.unwrap().item().len();
+    }
+    Inventory {
+        user_pools: pools.len(),
+        user_pool_clients,
+        buckets: buckets.len(),
+        bucket_objects,
+        lambda_functions: functions.len(),
+        lambda_permissions,
+        rest_apis: apis.len(),
+        api_resources,
+        api_methods,
+        api_authorizers,
+        api_deployments,
+        api_stages,
+        ..Inventory::default()
+    }
+}
+
 /// What one converged stack with a single NAT gateway holds.
 pub fn full_inventory() -> Inventory {
     Inventory {
@@ -490,7 +588,7 @@ pub fn full_inventory() -> Inventory {
         security_groups: 3,
         all_vpcs: 1,
         ssm_parameters: 2,
-        iam_roles: 3,
+        iam_roles: 4,
         log_groups: 1,
         db_subnet_groups: 1,
         db_clusters: 1,
@@ -502,6 +600,18 @@ pub fn full_inventory() -> Inventory {
         load_balancers: 1,
         target_groups: 1,
         listeners: 1,
+        user_pools: 1,
+        user_pool_clients: 1,
+        buckets: 1,
+        bucket_objects: 0,
+        lambda_functions: 1,
+        lambda_permissions: 1,
+        rest_apis: 1,
+        api_resources: 7,
+        api_methods: 7,
+        api_authorizers: 1,
+        api_deployments: 1,
+        api_stages: 1,
     }
 }
 

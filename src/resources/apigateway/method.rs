@@ -222,11 +222,25 @@ impl MethodSpec {
                 .authorizer_id(authorizer_id)
                 .set_authorization_scopes(Some(scopes.clone())),
         };
-        req.customize()
+        let put = req
+            .customize()
             .no_blind_retry()
             .send()
             .await
-            .map_err(|e| aws_error_typed("PutMethod", logical_id, e, conflict_means(ErrorClass::AlreadyExists)))?;
+            .map_err(|e| aws_error_typed("PutMethod", logical_id, e, conflict_means(ErrorClass::AlreadyExists)));
+        if let Err(e) = put {
+            // The answer was lost, or an earlier attempt whose answer was lost made it: if
+            // the method is there as specified, the integration is what remains to do.
+            if !matches!(e.class, ErrorClass::Retryable | ErrorClass::Timeout | ErrorClass::AlreadyExists) {
+                return Err(e);
+            }
+            let id = id_of(&self.api_id, &self.resource_id, &self.http_method);
+            let found = Resource::find(self, ctx, &id).await?;
+            let in_place = found.is_some_and(|m| self.method_changes(&m).iter().all(|c| c.field == "method_responses"));
+            if !in_place {
+                return Err(e);
+            }
+        }
         for status in &self.integration.responses {
             ctx.apigateway()
                 .await
@@ -237,7 +251,10 @@ impl MethodSpec {
                 .status_code(status)
                 .send()
                 .await
-                .map_err(|e| aws_error_typed("PutMethodResponse", logical_id, e, conflict_means(ErrorClass::AlreadyExists)))?;
+                .map(|_| ())
+                .map_err(|e| aws_error_typed("PutMethodResponse", logical_id, e, conflict_means(ErrorClass::AlreadyExists)))
+                // A response is only its status code: one already there is this one.
+                .or_else(|e| if e.class == ErrorClass::AlreadyExists { Ok(()) } else { Err(e) })?;
         }
         Ok(())
     }
