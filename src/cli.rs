@@ -63,6 +63,48 @@ pub enum Command {
     /// Move the state between this machine and the `state` location in S3.
     #[command(subcommand)]
     State(StateCommand),
+    /// Manage users of the stack's Cognito user pool (email as the user name).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Sign in as a user (password on stdin) and print only the access token, for
+    /// `ACCESS_TOKEN=$(printf '%s\n' "$PASSWORD" | infra token EMAIL)`.
+    Token {
+        /// The user's email address.
+        email: String,
+    },
+    /// The API stage's response cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Walk through the deployed API as the seed's curl examples do; exit 1 on any mismatch.
+    Smoke {
+        /// Skip the 29-second integration timeout check (GET /limits/time/exceed).
+        #[arg(long)]
+        quick: bool,
+        /// Base URL of the API stage (default: the stack's ApiGwUrl output).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user with a permanent password: the first line of stdin when stdin is not
+    /// a terminal, else a generated one printed once (it is stored nowhere).
+    Create {
+        /// The user's email address (the user name).
+        email: String,
+    },
+    /// Delete a user (a user that does not exist is not an error).
+    Delete {
+        /// The user's email address.
+        email: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Flush the `prod` stage's cache (FlushStageCache): every cached response is dropped.
+    Flush,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +127,11 @@ impl Command {
             Command::Unlock { .. } => "unlock",
             Command::State(StateCommand::Push) => "state push",
             Command::State(StateCommand::Pull) => "state pull",
+            Command::User(UserCommand::Create { .. }) => "user create",
+            Command::User(UserCommand::Delete { .. }) => "user delete",
+            Command::Token { .. } => "token",
+            Command::Cache(CacheCommand::Flush) => "cache flush",
+            Command::Smoke { .. } => "smoke",
         }
     }
 }

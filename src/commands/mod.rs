@@ -1,13 +1,17 @@
 //! One `run` per command; shared set-up (config → lock → AWS → desired stack) lives here.
 
+mod cache;
 mod down;
 mod init;
 mod outputs;
 mod plan;
+mod smoke;
 mod state;
 mod status;
+mod token;
 mod unlock;
 mod up;
+mod user;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +42,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Status => status::run(&cli, &settings).await,
         Command::Unlock { yes } => unlock::run(&cli, &settings, *yes).await,
         Command::State(command) => state::run(&cli, &settings, command).await,
+        Command::User(command) => user::run(&cli, &settings, command).await,
+        Command::Token { email } => token::run(&cli, &settings, email).await,
+        Command::Cache(command) => cache::run(&cli, &settings, command).await,
+        Command::Smoke { quick, url } => smoke::run(&cli, &settings, *quick, url.as_deref()).await,
         Command::Init { .. } => unreachable!("handled above"),
     }
 }
