@@ -680,19 +680,45 @@ impl Engine {
     }
 
     /// `plan`: what `up` would do, per resource, without changing anything.
-    pub async fn plan(&self) -> Result<Vec<(String, Planned)>> {
-        self.survey().await?;
+    /// The first read of every recorded resource, in parallel, and the refs that hold what
+    /// those reads found: a spec that reads another resource's attributes (an ARN, the
+    /// fingerprint of a secret) is compared as `up` would build it, from the live
+    /// dependency, not from what the state remembers of it.
+    async fn read_recorded(&self) -> Result<(Known, HashMap<String, (String, Option<Observed>)>)> {
         let refs = self.refs();
         let state = self.store.snapshot();
-        let mut results = self
+        let reads = self
             .read_all(|node| {
                 let (refs, state) = (&refs, &state);
                 async move {
+                    let Some(pid) = state.physical_id(&node.id) else { return Ok(None) };
                     let spec = node.spec(&Refs::new(refs));
-                    let recorded = match state.physical_id(&node.id) {
-                        Some(pid) => Some((pid, self.find_recorded(node.kind, spec.as_ref(), pid).await?)),
-                        None => None,
-                    };
+                    let found = self.find_recorded(node.kind, spec.as_ref(), pid).await?;
+                    Ok(Some((node.id.clone(), (pid.to_string(), found))))
+                }
+            })
+            .await?;
+        let recorded: HashMap<String, (String, Option<Observed>)> = reads.into_iter().flatten().collect();
+        let mut live = refs;
+        for (id, (_, found)) in &recorded {
+            if let Some(o) = found.as_ref().filter(|o| !matches!(o.lifecycle, Lifecycle::Deleting(_))) {
+                live.insert(id.clone(), (o.physical_id.clone(), o.attributes.clone()));
+            }
+        }
+        Ok((live, recorded))
+    }
+
+    pub async fn plan(&self) -> Result<Vec<(String, Planned)>> {
+        self.survey().await?;
+        let state = self.store.snapshot();
+        let (refs, recorded) = self.read_recorded().await?;
+        let recorded = Mutex::new(recorded);
+        let mut results = self
+            .read_all(|node| {
+                let (refs, recorded) = (&refs, &recorded);
+                async move {
+                    let spec = node.spec(&Refs::new(refs));
+                    let recorded = recorded.lock().unwrap().remove(&node.id);
                     let planned = match recorded {
                         Some((_, Some(o))) if !matches!(o.lifecycle, Lifecycle::Deleting(_)) => match spec.diff(&o) {
                             Diff::NoChange => Planned::NoChange,
@@ -732,21 +758,22 @@ impl Engine {
     /// reports duplicates and stray tagged resources too.
     pub async fn status(&self) -> Result<Vec<(String, String, Health)>> {
         self.survey().await?;
-        let refs = self.refs();
         let state = self.store.snapshot();
+        let (refs, recorded) = self.read_recorded().await?;
+        let recorded = Mutex::new(recorded);
         let mut results = self
             .read_all(|node| {
-                let (refs, state) = (&refs, &state);
+                let (refs, recorded) = (&refs, &recorded);
                 async move {
                     let spec = node.spec(&Refs::new(refs));
-                    let Some(pid) = state.physical_id(&node.id).map(str::to_string) else {
+                    let Some((pid, found)) = recorded.lock().unwrap().remove(&node.id) else {
                         // Lost state: what `up` would adopt, and its duplicates.
                         if let Some((o, duplicates)) = self.find_adoptable(node.kind, spec.as_ref(), &node.id).await? {
                             self.report_duplicates(&node.id, node.kind, &o, duplicates);
                         }
                         return Ok((node.id.clone(), String::new(), Health::NotCreated));
                     };
-                    let health = match self.find_recorded(node.kind, spec.as_ref(), &pid).await? {
+                    let health = match found {
                         None => Health::Missing,
                         Some(o) if matches!(o.lifecycle, Lifecycle::Deleting(_)) => Health::Missing,
                         Some(o) => match spec.diff(&o) {

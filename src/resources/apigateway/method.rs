@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_apigateway::types::{ContentHandlingStrategy, IntegrationType, Method as SdkMethod};
-use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::{by_api, conflict_means, not_found, resources_of, split_id};
 use crate::aws::{aws_error, aws_error_typed, AwsError, ErrorClass, SendOnce};
@@ -107,9 +107,12 @@ pub fn redact(uri: &str, stack: &str) -> (String, Option<String>) {
     (format!("{}{REDACTED}{}", &uri[..colon + 1], &uri[at..]), Some(fingerprint(stack, &password)))
 }
 
+/// What a password in a URI's user info keeps as it is: RFC 3986's unreserved characters.
+const USERINFO_KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 /// The URI with the real password in place of [`REDACTED`], percent-encoded.
 fn with_password(uri: &str, password: &str) -> String {
-    uri.replacen(&format!(":{REDACTED}@"), &format!(":{}@", utf8_percent_encode(password, NON_ALPHANUMERIC)), 1)
+    uri.replacen(&format!(":{REDACTED}@"), &format!(":{}@", utf8_percent_encode(password, USERINFO_KEEP)), 1)
 }
 
 fn observe(api: &str, resource: &str, m: &SdkMethod, stack: &str) -> Method {

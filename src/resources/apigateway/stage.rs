@@ -246,16 +246,3 @@ impl Resource for StageSpec {
         Ok(())
     }
 }
-
-/// FlushStageCache: `infra cache flush`.
-pub async fn flush_cache(ctx: &Ctx, api: &str, stage: &str) -> Result<(), AwsError> {
-    ctx.apigateway()
-        .await
-        .flush_stage_cache()
-        .rest_api_id(api)
-        .stage_name(stage)
-        .send()
-        .await
-        .map_err(|e| aws_error_typed("FlushStageCache", format!("{api}/{stage}"), e, not_found))?;
-    Ok(())
-}
