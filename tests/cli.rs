@@ -153,7 +153,12 @@ fn denying_endpoint() -> String {
                     }
                 }
             }
-            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>denied-1</RequestID></Response>";
+            // In the protocol's own error format: EC2's, or the other query services' (STS).
+            let body = if String::from_utf8_lossy(&request).contains("Action=GetCallerIdentity") {
+                "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to perform: sts:GetCallerIdentity</Message></Error><RequestId>denied-1</RequestId></ErrorResponse>"
+            } else {
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>denied-1</RequestID></Response>"
+            };
             let response = format!(
                 "HTTP/1.1 403 Forbidden\r\nx-amzn-RequestId: denied-1\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
@@ -174,14 +179,15 @@ fn access_denied_is_an_error_never_missing_and_state_is_kept() {
 
     let status = project.infra(&["status", "--json"]);
     assert_eq!(status.code, 1, "{status:?}");
-    assert!(status.stderr.contains("UnauthorizedOperation"), "{status:?}");
+    let denied = |stderr: &str| stderr.contains("UnauthorizedOperation") || stderr.contains("AccessDenied");
+    assert!(denied(&status.stderr), "{status:?}");
     assert!(status.stderr.contains("denied-1"), "the request id is reported: {status:?}");
     assert!(!status.stdout.contains("missing"), "{status:?}");
 
     for command in [&["up"][..], &["plan"], &["down", "--yes"]] {
         let run = project.infra(command);
         assert_eq!(run.code, 1, "{command:?}: {run:?}");
-        assert!(run.stderr.contains("UnauthorizedOperation"), "{command:?}: {run:?}");
+        assert!(denied(&run.stderr), "{command:?}: {run:?}");
     }
     assert_eq!(std::fs::read_to_string(project.state_path()).unwrap(), state, "a denied run changed the state");
 }
