@@ -82,12 +82,14 @@ measure() { # backend, phase, command...
   start=$(date +%s%N)
   (cd "$work/$backend" && INFRA_CALL_LOG="$log" "$@" >/dev/null 2>"$work/stderr") || { local rc=$?; [ "$phase" = status ] && [ $rc = 2 ] || { cat "$work/stderr" >&2; exit 1; }; }
   end=$(date +%s%N)
-  local mut reads writes
+  local mut reads writes apigw
   mut=$(grep -c '"mutating":true' "$log" || true)
   reads=$(grep -c '"mutating":false' "$log" || true)
+  # API Gateway's control plane is the one AWS throttles hardest: counted on its own.
+  apigw=$(grep -c '"service":"API Gateway"' "$log" || true)
   # up and down report "state: N writes to ..."; status writes nothing.
   writes=$(sed -n 's/.*state: \([0-9]*\) writes for \([0-9]*\) changes.*/\1\/\2/p' "$work/stderr" | tail -n1)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$backend" "$phase" "$((end - start))" "$mut" "$reads" "${writes:-0/0}" >> "$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$backend" "$phase" "$((end - start))" "$mut" "$reads" "${writes:-0/0}" "$apigw" >> "$results"
 }
 
 # One unrecorded round first: moto builds some of its state lazily on first use.
@@ -107,17 +109,17 @@ python3 - "$results" "$runs" "$latency" <<'PY'
 import sys, statistics, collections
 rows = collections.OrderedDict()
 for line in open(sys.argv[1]):
-    backend, phase, secs, mut, reads, writes = line.rstrip("\n").split("\t")
+    backend, phase, secs, mut, reads, writes, apigw = line.rstrip("\n").split("\t")
     w, c = writes.split("/")
-    rows.setdefault((backend, phase), []).append((int(secs) / 1e9, int(mut), int(reads), int(w), int(c)))
-print(f"infra on moto, network + data + compute tiers, {sys.argv[2]} runs, {sys.argv[3]} ms added latency per request")
-print(f"{'state':<6} {'phase':<12} {'min s':>7} {'median s':>9} {'max s':>7} {'mutating':>9} {'read':>6} {'state writes/changes':>21}")
+    rows.setdefault((backend, phase), []).append((int(secs) / 1e9, int(mut), int(reads), int(w), int(c), int(apigw)))
+print(f"infra on moto, the whole stack, {sys.argv[2]} runs, {sys.argv[3]} ms added latency per request")
+print(f"{'state':<6} {'phase':<12} {'min s':>7} {'median s':>9} {'max s':>7} {'mutating':>9} {'read':>6} {'API GW':>7} {'state writes/changes':>21}")
 medians = {}
 for (backend, phase), v in rows.items():
     t = [x[0] for x in v]
     medians[(backend, phase)] = statistics.median(t)
-    mut, rd, wr, ch = (statistics.median(x[i] for x in v) for i in (1, 2, 3, 4))
-    print(f"{backend:<6} {phase:<12} {min(t):7.3f} {statistics.median(t):9.3f} {max(t):7.3f} {mut:9.0f} {rd:6.0f} {f'{wr:.0f}/{ch:.0f}':>21}")
+    mut, rd, wr, ch, ag = (statistics.median(x[i] for x in v) for i in (1, 2, 3, 4, 5))
+    print(f"{backend:<6} {phase:<12} {min(t):7.3f} {statistics.median(t):9.3f} {max(t):7.3f} {mut:9.0f} {rd:6.0f} {ag:7.0f} {f'{wr:.0f}/{ch:.0f}':>21}")
 if any(b == "s3" for b, _ in rows):
     print("S3 state vs local, median wall time:")
     for (backend, phase), m in medians.items():

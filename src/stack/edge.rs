@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::{Refs, Stack};
 use crate::config::Settings;
 use crate::resources::apigateway::authorizer::AuthorizerSpec;
-use crate::resources::apigateway::deployment::DeploymentSpec;
+use crate::resources::apigateway::deployment::{DeploymentSpec, DESCRIPTION_PREFIX};
 use crate::resources::apigateway::escape_path;
 use crate::resources::apigateway::method::{Authorization, IntegrationSpec, MethodSpec, UriSecret, REDACTED};
 use crate::resources::apigateway::resource::ApiResourceSpec;
@@ -261,7 +261,7 @@ pub fn add(stack: &mut Stack, settings: &Settings, region: &str, account: &str) 
     let deployment_inputs = inputs.clone();
     stack.add("api.deployment", &[], move |r| DeploymentSpec {
         api_id: r.id("api"),
-        description: format!("infra {}", definition_hash(r, &deployment_inputs)),
+        description: format!("{DESCRIPTION_PREFIX}{}", definition_hash(r, &deployment_inputs)),
     });
 
     let (t, ttl, size) = (tags("api.stage"), cfg.cache_ttl_seconds as i32, cfg.cache_cluster_size.clone());

@@ -159,6 +159,14 @@ impl Request {
         }
     }
 
+    /// The service in the SigV4 credential scope (`Credential=AKID/date/region/s3/aws4_request`):
+    /// how a path-style S3 request to 127.0.0.1 is told from the other REST protocols.
+    fn signing_service(&self) -> Option<&str> {
+        let auth = self.header("authorization")?;
+        let scope = auth.split("Credential=").nth(1)?.split(',').next()?;
+        scope.split('/').nth(3)
+    }
+
     fn protocol(&self) -> Protocol {
         if self.form_param("Action").is_some() {
             if self.form_param("Version").as_deref() == Some("2016-11-15") {
@@ -168,7 +176,7 @@ impl Request {
             }
         } else if self.header("x-amz-target").is_some() {
             Protocol::Json
-        } else if self.header("host").is_some_and(|h| h.starts_with("s3") || h.contains(".s3")) {
+        } else if self.header("host").is_some_and(|h| h.starts_with("s3") || h.contains(".s3")) || self.signing_service() == Some("s3") {
             Protocol::S3
         } else {
             Protocol::RestJson

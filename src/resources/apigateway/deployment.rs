@@ -11,6 +11,9 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use crate::aws::{aws_error_typed, AwsError, ErrorClass, SendOnce};
 use crate::resources::{compare, Ctx, Diff, Kind, Replacement, Resource};
 
+/// How every deployment infra makes is described: `infra <hash>`.
+pub const DESCRIPTION_PREFIX: &str = "infra ";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploymentSpec {
     pub api_id: String,
@@ -63,8 +66,12 @@ impl Resource for DeploymentSpec {
         Ok(Self::find_many(ctx, &[id.to_string()]).await?.into_iter().next())
     }
 
+    /// Every deployment infra made in the API, not only one of this definition: a `down`
+    /// killed after it forgot the deployment (it goes with the API) but before the API was
+    /// deleted leaves one of an older definition. The engine keeps the one that matches (or
+    /// replaces the closest) and deletes the others once the stage has moved.
     async fn adopt(&self, ctx: &Ctx, _logical_id: &str) -> Result<Vec<Deployment>, AwsError> {
-        Ok(all(ctx, &self.api_id).await?.into_iter().filter(|d| d.description == self.description).collect())
+        Ok(all(ctx, &self.api_id).await?.into_iter().filter(|d| d.description.starts_with(DESCRIPTION_PREFIX)).collect())
     }
 
     fn diff(&self, o: &Deployment) -> Diff {
