@@ -24,6 +24,9 @@ use crate::state::{Phase, ResourceState, State, StateStore};
 /// How long a delete keeps retrying DependencyViolation: AWS releases network interfaces
 /// of deleted load balancers, tasks and NAT gateways minutes after they are gone.
 pub const DEPENDENCY_VIOLATION_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// How often a delete that failed without an answer (or out of throttling retries) is
+/// repeated before `down` reports it.
+const DELETE_RETRIES: u32 = 4;
 /// Calls in flight at once across the whole stack.
 pub const DEFAULT_CONCURRENCY: usize = 16;
 
@@ -897,9 +900,19 @@ impl Engine {
         self.progress.step(id, &format!("deleting {pid}"));
         let start = Instant::now();
         let mut delay = Duration::from_millis(500);
+        let mut retries = 0;
         loop {
             match kind.delete(&self.ctx, &pid, &recorded.attributes).await {
                 Ok(()) => break,
+                // A delete is safe to repeat (gone is success): a call that failed in a way
+                // that may not have reached AWS, or ran out of throttling retries, is tried
+                // again a few times.
+                Err(e) if matches!(e.class, ErrorClass::Retryable | ErrorClass::Timeout) && retries < DELETE_RETRIES => {
+                    retries += 1;
+                    self.progress.step(id, &format!("{}; trying again", short(&e)));
+                    tokio::time::sleep(jitter(delay)).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
                 Err(e) if e.class == ErrorClass::DependencyViolation && start.elapsed() < DEPENDENCY_VIOLATION_TIMEOUT => {
                     self.progress.step(id, &format!("waiting for dependencies to release {pid}: {}", e.code.as_deref().unwrap_or("")));
                     tokio::time::sleep(delay).await;
