@@ -118,7 +118,15 @@ async fn check_credentials(sdk: &aws_config::SdkConfig) -> anyhow::Result<()> {
     match provider.provide_credentials().await {
         Ok(_) => Ok(()),
         Err(aws_credential_types::provider::error::CredentialsError::CredentialsNotLoaded(_)) => anyhow::bail!(hint),
-        Err(e) => anyhow::bail!("loading AWS credentials (profile \"{profile}\"): {}", aws_smithy_types::error::display::DisplayErrorContext(&e)),
+        // The chain's last provider (often instance metadata) failed: one line, with the
+        // innermost cause, never the error's debug dump.
+        Err(e) => {
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            anyhow::bail!("{hint} (the last provider tried said: {})", cause.to_string().lines().next().unwrap_or_default())
+        }
     }
 }
 

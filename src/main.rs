@@ -20,9 +20,11 @@ pub const EXIT_CHANGES: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // The credential chain warns for every provider that has nothing (instance metadata on a
+    // laptop); infra says in one line what was tried, so that warning waits for -vv.
     let filter = match cli.verbose {
-        0 => "warn",
-        1 => "warn,infra=info",
+        0 => "warn,aws_config::meta::credentials::chain=error",
+        1 => "warn,aws_config::meta::credentials::chain=error,infra=info",
         _ => "info,infra=debug",
     };
     tracing_subscriber::fmt()

@@ -112,8 +112,9 @@ pub async fn find_parameters(ctx: &Ctx, names: &[String]) -> Result<Vec<SsmParam
             }
         }
     }
-    for p in &mut found {
-        p.tags = tags_of(ctx, &p.name).await?;
+    let tags = futures::future::try_join_all(found.iter().map(|p| tags_of(ctx, &p.name))).await?;
+    for (p, tags) in found.iter_mut().zip(tags) {
+        p.tags = tags;
     }
     Ok(found)
 }
