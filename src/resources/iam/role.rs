@@ -95,56 +95,75 @@ fn not_found(code: bool) -> Option<ErrorClass> {
 }
 
 /// One role with its policies, or None when it does not exist.
-pub async fn find_role(ctx: &Ctx, name: &str) -> Result<Option<Role>, AwsError> {
-    // The four reads at once: one round trip, not four.
-    let role = async {
-        match ctx.iam().await.get_role().role_name(name).send().await {
-            Ok(resp) => Ok(resp.role),
-            Err(e) => match aws_error_typed("GetRole", name, e, |e| not_found(e.is_no_such_entity_exception())) {
-                e if e.is_not_found() => Ok(None),
-                e => Err(e),
-            },
-        }
-    };
+/// `None` for NotFound (NoSuchEntity): the role, or its policy, is not there.
+fn unless_gone<T>(result: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A role's managed policy ARNs and inline policy names, read at once; `None` when the
+/// role is gone.
+async fn policies_of(ctx: &Ctx, name: &str) -> Result<Option<(Vec<String>, Vec<String>)>, AwsError> {
     let attached = async {
-        match ctx.iam().await.list_attached_role_policies().role_name(name).send().await {
-            Ok(resp) => Ok(Some(resp)),
-            Err(e) => match aws_error_typed("ListAttachedRolePolicies", name, e, |e| not_found(e.is_no_such_entity_exception())) {
-                e if e.is_not_found() => Ok(None),
-                e => Err(e),
-            },
-        }
-    };
-    let inline_names = async {
-        match ctx.iam().await.list_role_policies().role_name(name).send().await {
-            Ok(resp) => Ok(Some(resp)),
-            Err(e) => match aws_error_typed("ListRolePolicies", name, e, |e| not_found(e.is_no_such_entity_exception())) {
-                e if e.is_not_found() => Ok(None),
-                e => Err(e),
-            },
-        }
+        unless_gone(
+            ctx.iam().await.list_attached_role_policies().role_name(name).send().await.map_err(|e| {
+                aws_error_typed("ListAttachedRolePolicies", name, e, |e| not_found(e.is_no_such_entity_exception()))
+            }),
+        )
     };
     let inline = async {
-        match ctx.iam().await.get_role_policy().role_name(name).policy_name(INLINE_POLICY).send().await {
-            Ok(resp) => Ok(Some(parse_document(resp.policy_document()))),
-            // No such policy (or no such role: GetRole says which).
-            Err(e) => match aws_error_typed("GetRolePolicy", name, e, |e| not_found(e.is_no_such_entity_exception())) {
-                e if e.is_not_found() => Ok(None),
-                e => Err(e),
-            },
-        }
+        unless_gone(
+            ctx.iam()
+                .await
+                .list_role_policies()
+                .role_name(name)
+                .send()
+                .await
+                .map_err(|e| aws_error_typed("ListRolePolicies", name, e, |e| not_found(e.is_no_such_entity_exception()))),
+        )
     };
-    let (role, attached, inline_names, inline) = tokio::try_join!(role, attached, inline_names, inline)?;
-    let (Some(role), Some(attached), Some(inline_names)) = (role, attached, inline_names) else { return Ok(None) };
+    Ok(match tokio::try_join!(attached, inline)? {
+        (Some(a), Some(i)) => Some((a.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_string)).collect(), i.policy_names().to_vec())),
+        _ => None,
+    })
+}
+
+/// One role with its policies, or None when it does not exist: the four reads at once,
+/// one round trip instead of four.
+pub async fn find_role(ctx: &Ctx, name: &str) -> Result<Option<Role>, AwsError> {
+    let role = async {
+        unless_gone(ctx.iam().await.get_role().role_name(name).send().await.map_err(|e| {
+            aws_error_typed("GetRole", name, e, |e| not_found(e.is_no_such_entity_exception()))
+        }))
+    };
+    // Read whether it exists or not (NoSuchEntity then): a round trip saved when it does.
+    let inline = async {
+        unless_gone(
+            ctx.iam()
+                .await
+                .get_role_policy()
+                .role_name(name)
+                .policy_name(INLINE_POLICY)
+                .send()
+                .await
+                .map_err(|e| aws_error_typed("GetRolePolicy", name, e, |e| not_found(e.is_no_such_entity_exception()))),
+        )
+    };
+    let (role, policies, inline) = tokio::try_join!(role, policies_of(ctx, name), inline)?;
+    let (Some(Some(role)), Some((managed, inline_names))) = (role.map(|r| r.role), policies) else { return Ok(None) };
+    let inline = inline.map(|resp| parse_document(resp.policy_document()));
     // Another inline policy added out of band shows as drift of the inline policy.
-    let foreign_inline = inline_names.policy_names().iter().any(|p| p != INLINE_POLICY);
+    let foreign_inline = inline_names.iter().any(|p| p != INLINE_POLICY);
     Ok(Some(Role {
         name: role.role_name().to_string(),
         arn: role.arn().to_string(),
         path: role.path().to_string(),
         trust: role.assume_role_policy_document().map(parse_document).unwrap_or(Value::Null),
-        managed_policies: attached.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_string)).collect(),
-        inline: if foreign_inline { Some(serde_json::json!({"unexpected inline policies": inline_names.policy_names()})) } else { inline },
+        managed_policies: managed.into_iter().collect(),
+        inline: if foreign_inline { Some(serde_json::json!({"unexpected inline policies": inline_names})) } else { inline },
         tags: role.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
     }))
 }
@@ -152,26 +171,18 @@ pub async fn find_role(ctx: &Ctx, name: &str) -> Result<Option<Role>, AwsError> 
 /// Detaches every managed policy and deletes every inline one (DeleteRole fails with
 /// DeleteConflict while any remain), then deletes the role.
 pub async fn delete_role(ctx: &Ctx, name: &str) -> Result<(), AwsError> {
-    let Some(role) = find_role(ctx, name).await? else { return Ok(()) };
-    for arn in &role.managed_policies {
-        match ctx.iam().await.detach_role_policy().role_name(name).policy_arn(arn).send().await {
-            Ok(_) => {}
-            Err(e) => match aws_error_typed("DetachRolePolicy", name, e, |e| not_found(e.is_no_such_entity_exception())) {
-                e if e.is_not_found() => {}
-                e => return Err(e),
-            },
-        }
-    }
-    let inline = ctx.iam().await.list_role_policies().role_name(name).send().await.map_err(|e| aws_error("ListRolePolicies", name, e))?;
-    for policy in inline.policy_names() {
-        match ctx.iam().await.delete_role_policy().role_name(name).policy_name(policy).send().await {
-            Ok(_) => {}
-            Err(e) => match aws_error_typed("DeleteRolePolicy", name, e, |e| not_found(e.is_no_such_entity_exception())) {
-                e if e.is_not_found() => {}
-                e => return Err(e),
-            },
-        }
-    }
+    let Some((managed, inline)) = policies_of(ctx, name).await? else { return Ok(()) };
+    let detach = managed.iter().map(|arn| async move {
+        unless_gone(ctx.iam().await.detach_role_policy().role_name(name).policy_arn(arn).send().await.map_err(|e| {
+            aws_error_typed("DetachRolePolicy", name, e, |e| not_found(e.is_no_such_entity_exception()))
+        }))
+    });
+    let remove = inline.iter().map(|policy| async move {
+        unless_gone(ctx.iam().await.delete_role_policy().role_name(name).policy_name(policy).send().await.map_err(|e| {
+            aws_error_typed("DeleteRolePolicy", name, e, |e| not_found(e.is_no_such_entity_exception()))
+        }))
+    });
+    tokio::try_join!(futures::future::try_join_all(detach), futures::future::try_join_all(remove))?;
     ctx.iam().await.delete_role().role_name(name).send().await.map_err(|e| {
         aws_error_typed("DeleteRole", name, e, |e| {
             if e.is_no_such_entity_exception() {
@@ -301,8 +312,8 @@ impl Resource for RoleSpec {
 
     async fn find_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<Role>, AwsError> {
         let mut out = Vec::new();
-        for role in futures::future::try_join_all(ids.iter().map(|id| find_role(ctx, id))).await? {
-            out.extend(role);
+        for id in ids {
+            out.extend(find_role(ctx, id).await?);
         }
         Ok(out)
     }
@@ -327,8 +338,13 @@ impl Resource for RoleSpec {
                 break;
             }
         }
-        let roles = futures::future::try_join_all(names.iter().map(|name| find_role(ctx, name))).await?;
-        Ok(roles.into_iter().flatten().filter(|r| has_stack_tags(&r.tags, &ctx.stack, None)).collect())
+        // One role at a time (its four reads at once): all of them at once only slows a
+        // local emulator, and AWS's IAM allows few calls per second anyway.
+        let mut out = Vec::new();
+        for name in names {
+            out.extend(find_role(ctx, &name).await?.filter(|r| has_stack_tags(&r.tags, &ctx.stack, None)));
+        }
+        Ok(out)
     }
 
     fn tags(o: &Role) -> Option<&BTreeMap<String, String>> {
