@@ -22,7 +22,8 @@
 # Environment (all optional): PG_BIN (dir with initdb/pg_ctl), CARGO_TARGET_DIR,
 # BENCH_BIN (a prebuilt books-api binary: no build), BENCH_SECONDS (10),
 # BENCH_ROUNDS (3), BENCH_CONNECTIONS (64), BENCH_RUST_LOG (info),
-# BENCH_DB_POOL_SIZE (service default), BENCH_LIST_BOOKS (50000),
+# BENCH_DB_POOL_SIZE (service default), BENCH_WORKER_THREADS (tokio default:
+# one per CPU), BENCH_LIST_BOOKS (50000),
 # BENCH_STRICT=1 to exit 1 when a target is missed.
 #
 # BENCH_CALLGRIND=1 instead runs the service under valgrind's callgrind,
@@ -130,6 +131,7 @@ env -i PATH="$PATH" RUST_LOG="${BENCH_RUST_LOG:-info}" \
     DB_HOST=127.0.0.1 DB_PORT="$PG_PORT" DB_USER="$DB_USER" DB_PASSWORD="$DB_PASSWORD" \
     DB_NAME=books DB_SSLMODE=disable PORT="$API_PORT" BIND_ADDR=127.0.0.1 \
     ${BENCH_DB_POOL_SIZE:+DB_POOL_SIZE="$BENCH_DB_POOL_SIZE"} \
+    ${BENCH_WORKER_THREADS:+TOKIO_WORKER_THREADS="$BENCH_WORKER_THREADS"} \
     ${BENCH_CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out"} \
     "$BIN" >"$TMP/api.log" 2>&1 &
 API_PID=$!
