@@ -420,6 +420,15 @@ where
     }
 }
 
+/// `None` for NotFound: a read of something that is not there (any more).
+pub fn found<T>(result: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// [`aws_error`] with the class taken from the SDK's typed error where the service models
 /// one (`is_db_cluster_not_found_fault()`, `is_no_such_entity_exception()`, ...): the typed
 /// check wins over the code table.
@@ -605,6 +614,9 @@ mod tests {
     fn classifies_codes() {
         assert_eq!(classify("InvalidVpcID.NotFound", 400), ErrorClass::NotFound);
         assert_eq!(classify("InvalidRouteTableID.NotFound", 400), ErrorClass::NotFound);
+        // The edge tier relies on these (no typed check of its own).
+        assert_eq!(classify("ResourceNotFoundException", 400), ErrorClass::NotFound);
+        assert_eq!(classify("NotFoundException", 404), ErrorClass::NotFound);
         assert_eq!(classify("DependencyViolation", 400), ErrorClass::DependencyViolation);
         assert_eq!(classify("InvalidIPAddress.InUse", 400), ErrorClass::DependencyViolation);
         assert_eq!(classify("UnauthorizedOperation", 403), ErrorClass::Fatal);

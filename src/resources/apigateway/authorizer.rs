@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use aws_sdk_apigateway::types::{AuthorizerType, Op};
 
-use super::{by_api, conflict_means, not_found, patch, split_id};
-use crate::aws::{aws_error, aws_error_typed, AwsError, ErrorClass, SendOnce};
+use super::{by_api, conflict_means, patch, split_id};
+use crate::aws::{aws_error, aws_error_typed, found, AwsError, ErrorClass, SendOnce};
 use crate::resources::{compare, Ctx, Diff, Kind, Replacement, Resource};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,21 +34,8 @@ async fn all(ctx: &Ctx, api: &str) -> Result<Vec<Authorizer>, AwsError> {
     let mut out = Vec::new();
     let mut position = None;
     loop {
-        let resp = match ctx
-            .apigateway()
-            .await
-            .get_authorizers()
-            .rest_api_id(api)
-            .limit(500)
-            .set_position(position)
-            .send()
-            .await
-            .map_err(|e| aws_error_typed("GetAuthorizers", api, e, not_found))
-        {
-            Ok(resp) => resp,
-            Err(e) if e.is_not_found() => return Ok(out),
-            Err(e) => return Err(e),
-        };
+        let resp = ctx.apigateway().await.get_authorizers().rest_api_id(api).limit(500).set_position(position).send().await;
+        let Some(resp) = found(resp.map_err(|e| aws_error("GetAuthorizers", api, e)))? else { return Ok(out) };
         for a in resp.items() {
             out.push(Authorizer {
                 api_id: api.to_string(),

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{by_api, conflict_means, not_found, split_id};
+use super::{by_api, conflict_means, split_id};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::aws::{aws_error_typed, AwsError, ErrorClass, SendOnce};
+use crate::aws::{aws_error, aws_error_typed, found, AwsError, ErrorClass, SendOnce};
 use crate::resources::{compare, Ctx, Diff, Kind, Replacement, Resource};
 
 /// How every deployment infra makes is described: `infra <hash>`.
@@ -32,21 +32,8 @@ async fn all(ctx: &Ctx, api: &str) -> Result<Vec<Deployment>, AwsError> {
     let mut out = Vec::new();
     let mut position = None;
     loop {
-        let resp = match ctx
-            .apigateway()
-            .await
-            .get_deployments()
-            .rest_api_id(api)
-            .limit(500)
-            .set_position(position)
-            .send()
-            .await
-            .map_err(|e| aws_error_typed("GetDeployments", api, e, not_found))
-        {
-            Ok(resp) => resp,
-            Err(e) if e.is_not_found() => return Ok(out),
-            Err(e) => return Err(e),
-        };
+        let resp = ctx.apigateway().await.get_deployments().rest_api_id(api).limit(500).set_position(position).send().await;
+        let Some(resp) = found(resp.map_err(|e| aws_error("GetDeployments", api, e)))? else { return Ok(out) };
         out.extend(resp.items().iter().map(|d| Deployment {
             api_id: api.to_string(),
             id: d.id().unwrap_or_default().to_string(),
@@ -137,7 +124,7 @@ impl Resource for DeploymentSpec {
                     Some("BadRequestException") | Some("ConflictException") if e.message().is_some_and(|m| m.contains("stage")) => {
                         Some(ErrorClass::DependencyViolation)
                     }
-                    _ => not_found(e),
+                    _ => None,
                 })
             })?;
         Ok(())

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use aws_sdk_apigateway::types::{ContentHandlingStrategy, IntegrationType, Method as SdkMethod};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::{by_api, conflict_means, not_found, resources_of, split_id};
-use crate::aws::{aws_error, aws_error_typed, AwsError, ErrorClass, SendOnce};
+use super::{by_api, conflict_means, resources_of, split_id};
+use crate::aws::{aws_error, aws_error_typed, found, AwsError, ErrorClass, SendOnce};
 use crate::resources::secrets::ssm_parameter::{fingerprint, read_secret};
 use crate::resources::{compare, Ctx, Diff, FieldChange, Kind, Replacement, Resource};
 
@@ -310,28 +310,18 @@ impl Resource for MethodSpec {
 
     async fn find(&self, ctx: &Ctx, id: &str) -> Result<Option<Method>, AwsError> {
         let (api, resource, verb) = parts(id);
-        match ctx.apigateway().await.get_method().rest_api_id(api).resource_id(resource).http_method(verb).send().await {
-            Ok(m) => {
-                let m = SdkMethod::builder()
-                    .set_http_method(m.http_method)
-                    .set_authorization_type(m.authorization_type)
-                    .set_authorizer_id(m.authorizer_id)
-                    .set_authorization_scopes(m.authorization_scopes)
-                    .set_request_parameters(m.request_parameters)
-                    .set_method_responses(m.method_responses)
-                    .set_method_integration(m.method_integration)
-                    .build();
-                Ok(Some(observe(api, resource, &m, &ctx.stack)))
-            }
-            Err(e) => {
-                let e = aws_error_typed("GetMethod", id, e, not_found);
-                if e.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
-        }
+        let got = ctx.apigateway().await.get_method().rest_api_id(api).resource_id(resource).http_method(verb).send().await;
+        let Some(m) = found(got.map_err(|e| aws_error("GetMethod", id, e)))? else { return Ok(None) };
+        let m = SdkMethod::builder()
+            .set_http_method(m.http_method)
+            .set_authorization_type(m.authorization_type)
+            .set_authorizer_id(m.authorizer_id)
+            .set_authorization_scopes(m.authorization_scopes)
+            .set_request_parameters(m.request_parameters)
+            .set_method_responses(m.method_responses)
+            .set_method_integration(m.method_integration)
+            .build();
+        Ok(Some(observe(api, resource, &m, &ctx.stack)))
     }
 
     async fn adopt(&self, ctx: &Ctx, _logical_id: &str) -> Result<Vec<Method>, AwsError> {
@@ -356,17 +346,8 @@ impl Resource for MethodSpec {
     async fn update(&self, ctx: &Ctx, logical_id: &str, o: &Method) -> Result<Option<String>, AwsError> {
         if !self.method_changes(o).is_empty() {
             // Not live until the next deployment: the stage serves its snapshot meanwhile.
-            ctx.apigateway()
-                .await
-                .delete_method()
-                .rest_api_id(&o.api_id)
-                .resource_id(&o.resource_id)
-                .http_method(&o.http_method)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| aws_error_typed("DeleteMethod", logical_id, e, not_found))
-                .or_else(|e| if e.is_not_found() { Ok(()) } else { Err(e) })?;
+            let deleted = ctx.apigateway().await.delete_method().rest_api_id(&o.api_id).resource_id(&o.resource_id).http_method(&o.http_method).send().await;
+            found(deleted.map_err(|e| aws_error("DeleteMethod", logical_id, e)))?;
             self.put_method(ctx, logical_id).await?;
             self.put_integration(ctx, logical_id).await?;
         } else if !self.integration_changes(o).is_empty() {
@@ -409,7 +390,7 @@ impl Resource for MethodSpec {
             .http_method(verb)
             .send()
             .await
-            .map_err(|e| aws_error_typed("DeleteMethod", id, e, not_found))?;
+            .map_err(|e| aws_error("DeleteMethod", id, e))?;
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ pub mod stage;
 
 use aws_sdk_apigateway::types::{Op, PatchOperation, Resource as ApiResourceItem};
 
-use crate::aws::{aws_error_typed, AwsError, ErrorClass};
+use crate::aws::{aws_error, found, AwsError, ErrorClass};
 use crate::resources::Ctx;
 
 /// Splits `<api id>/<rest>` into its two parts.
@@ -41,19 +41,11 @@ pub fn arn(region: &str, api: &str, stage: Option<&str>) -> String {
     }
 }
 
-/// The NotFoundException of any API Gateway call, as the engine's NotFound.
-pub fn not_found<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(e: &E) -> Option<ErrorClass> {
-    (e.code() == Some("NotFoundException")).then_some(ErrorClass::NotFound)
-}
-
 /// A ConflictException: the name, path or verb is taken (by an earlier attempt of ours,
 /// which the engine's lookup then finds), or something still uses what is deleted.
+/// (NotFoundException is NotFound by the shared code table.)
 pub fn conflict_means<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(class: ErrorClass) -> impl Fn(&E) -> Option<ErrorClass> {
-    move |e: &E| match e.code() {
-        Some("ConflictException") => Some(class),
-        Some("NotFoundException") => Some(ErrorClass::NotFound),
-        _ => None,
-    }
+    move |e: &E| (e.code() == Some("ConflictException")).then_some(class)
 }
 
 /// Every resource (path) of an API, with its methods and their integrations embedded: one
@@ -62,22 +54,8 @@ pub async fn resources_of(ctx: &Ctx, api: &str) -> Result<Option<Vec<ApiResource
     let mut out = Vec::new();
     let mut position = None;
     loop {
-        let resp = match ctx
-            .apigateway()
-            .await
-            .get_resources()
-            .rest_api_id(api)
-            .embed("methods")
-            .limit(500)
-            .set_position(position)
-            .send()
-            .await
-            .map_err(|e| aws_error_typed("GetResources", api, e, not_found))
-        {
-            Ok(resp) => resp,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(e),
-        };
+        let resp = ctx.apigateway().await.get_resources().rest_api_id(api).embed("methods").limit(500).set_position(position).send().await;
+        let Some(resp) = found(resp.map_err(|e| aws_error("GetResources", api, e)))? else { return Ok(None) };
         out.extend(resp.items().iter().cloned());
         position = resp.position().map(str::to_string);
         if position.is_none() {

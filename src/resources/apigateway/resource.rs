@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{by_api, conflict_means, not_found, resources_of, split_id};
-use crate::aws::{aws_error_typed, AwsError, ErrorClass, SendOnce};
+use super::{by_api, conflict_means, resources_of, split_id};
+use crate::aws::{aws_error, aws_error_typed, AwsError, ErrorClass, SendOnce};
 use crate::resources::{compare, Ctx, Diff, Kind, Replacement, Resource};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +111,7 @@ impl Resource for ApiResourceSpec {
             .resource_id(resource)
             .send()
             .await
-            .map_err(|e| aws_error_typed("DeleteResource", id, e, not_found))?;
+            .map_err(|e| aws_error("DeleteResource", id, e))?;
         Ok(())
     }
 }

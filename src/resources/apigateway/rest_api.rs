@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, Op, RestApi as SdkRestApi};
 
-use super::{arn, escape_path, not_found, patch};
-use crate::aws::{aws_error, aws_error_typed, AwsError, SendOnce};
+use super::{arn, escape_path, patch};
+use crate::aws::{aws_error, found, AwsError, SendOnce};
 use crate::resources::network::has_stack_tags;
 use crate::resources::{compare, Ctx, Diff, Replacement, Resource, StackTags};
 
@@ -71,17 +71,8 @@ async fn list(ctx: &Ctx) -> Result<Vec<RestApi>, AwsError> {
 }
 
 pub async fn find_rest_api(ctx: &Ctx, id: &str) -> Result<Option<RestApi>, AwsError> {
-    match ctx.apigateway().await.get_rest_api().rest_api_id(id).send().await {
-        Ok(api) => Ok(Some(observe!(&api))),
-        Err(e) => {
-            let e = aws_error_typed("GetRestApi", id, e, |e| e.is_not_found_exception().then_some(crate::aws::ErrorClass::NotFound));
-            if e.is_not_found() {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
-    }
+    let got = ctx.apigateway().await.get_rest_api().rest_api_id(id).send().await;
+    Ok(found(got.map_err(|e| aws_error("GetRestApi", id, e)))?.map(|api| observe!(&api)))
 }
 
 impl Resource for RestApiSpec {
@@ -195,7 +186,7 @@ impl Resource for RestApiSpec {
             return Ok(());
         }
         let deleted = ctx.apigateway().await.delete_rest_api().rest_api_id(id).send().await;
-        match deleted.map_err(|e| aws_error_typed("DeleteRestApi", id, e, not_found)) {
+        match deleted.map_err(|e| aws_error("DeleteRestApi", id, e)) {
             Ok(_) => Ok(()),
             // The SDK's repeat of a delete whose answer was lost meets moto's 500 for a
             // missing API: gone is what was asked.

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use aws_sdk_apigateway::types::{CacheClusterSize, Op, Stage as SdkStage};
 
-use super::{arn, by_api, conflict_means, not_found, patch, split_id};
-use crate::aws::{aws_error, aws_error_typed, AwsError, ErrorClass, SendOnce};
+use super::{arn, by_api, conflict_means, patch, split_id};
+use crate::aws::{aws_error, aws_error_typed, found, AwsError, ErrorClass, SendOnce};
 use crate::resources::{compare, Ctx, Diff, Kind, Replacement, Resource, StackTags};
 
 /// The settings key that applies to every method.
@@ -85,17 +85,8 @@ fn observe(api: &str, s: &SdkStage, region: &str) -> Stage {
 }
 
 async fn all(ctx: &Ctx, api: &str) -> Result<Vec<Stage>, AwsError> {
-    match ctx.apigateway().await.get_stages().rest_api_id(api).send().await {
-        Ok(resp) => Ok(resp.item().iter().map(|s| observe(api, s, &ctx.aws.region)).collect()),
-        Err(e) => {
-            let e = aws_error_typed("GetStages", api, e, not_found);
-            if e.is_not_found() {
-                Ok(Vec::new())
-            } else {
-                Err(e)
-            }
-        }
-    }
+    let resp = found(ctx.apigateway().await.get_stages().rest_api_id(api).send().await.map_err(|e| aws_error("GetStages", api, e)))?;
+    Ok(resp.map(|r| r.item().iter().map(|s| observe(api, s, &ctx.aws.region)).collect()).unwrap_or_default())
 }
 
 impl StageSpec {
@@ -242,7 +233,7 @@ impl Resource for StageSpec {
             .stage_name(stage)
             .send()
             .await
-            .map_err(|e| aws_error_typed("DeleteStage", id, e, not_found))?;
+            .map_err(|e| aws_error("DeleteStage", id, e))?;
         Ok(())
     }
 }

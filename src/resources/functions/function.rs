@@ -12,7 +12,7 @@ use aws_sdk_lambda::types::{FunctionCode, LastUpdateStatus, Runtime, State};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::aws::{aws_error, aws_error_typed, AwsError, ErrorClass, SendOnce};
+use crate::aws::{aws_error, aws_error_typed, found, AwsError, ErrorClass, SendOnce};
 use crate::resources::network::has_stack_tags;
 use crate::resources::{compare, wait_until, Ctx, Diff, Lifecycle, Poll, Replacement, Resource, StackTags};
 
@@ -68,18 +68,10 @@ pub struct Function {
     pub tags: BTreeMap<String, String>,
 }
 
-fn missing<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(e: &E) -> Option<ErrorClass> {
-    (e.code() == Some("ResourceNotFoundException")).then_some(ErrorClass::NotFound)
-}
 
 pub async fn get_function(ctx: &Ctx, name: &str) -> Result<Option<Function>, AwsError> {
-    let resp = match ctx.lambda().await.get_function().function_name(name).send().await {
-        Ok(resp) => resp,
-        Err(e) => {
-            let e = aws_error_typed("GetFunction", name, e, missing);
-            return if e.is_not_found() { Ok(None) } else { Err(e) };
-        }
-    };
+    let resp = ctx.lambda().await.get_function().function_name(name).send().await;
+    let Some(resp) = found(resp.map_err(|e| aws_error("GetFunction", name, e)))? else { return Ok(None) };
     let Some(c) = resp.configuration() else { return Ok(None) };
     Ok(Some(Function {
         name: c.function_name().unwrap_or_default().to_string(),
@@ -281,7 +273,7 @@ impl Resource for FunctionSpec {
             .function_name(id)
             .send()
             .await
-            .map_err(|e| aws_error_typed("DeleteFunction", id, e, missing))?;
+            .map_err(|e| aws_error("DeleteFunction", id, e))?;
         Ok(())
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::aws::{aws_error_typed, AwsError, ErrorClass, SendOnce};
+use crate::aws::{aws_error, aws_error_typed, found, AwsError, ErrorClass, SendOnce};
 use crate::resources::{compare, Ctx, Diff, Kind, Resource};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,19 +26,12 @@ pub struct Permission {
     pub source_arn: String,
 }
 
-fn missing<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(e: &E) -> Option<ErrorClass> {
-    (e.code() == Some("ResourceNotFoundException")).then_some(ErrorClass::NotFound)
-}
 
 /// The statements of a function's policy, by statement id.
 async fn statements(ctx: &Ctx, function: &str) -> Result<Vec<Permission>, AwsError> {
-    let policy = match ctx.lambda().await.get_policy().function_name(function).send().await {
-        Ok(resp) => resp.policy().unwrap_or("{}").to_string(),
-        Err(e) => {
-            let e = aws_error_typed("GetPolicy", function, e, missing);
-            return if e.is_not_found() { Ok(Vec::new()) } else { Err(e) };
-        }
-    };
+    let resp = ctx.lambda().await.get_policy().function_name(function).send().await;
+    let Some(resp) = found(resp.map_err(|e| aws_error("GetPolicy", function, e)))? else { return Ok(Vec::new()) };
+    let policy = resp.policy().unwrap_or("{}");
     let doc: serde_json::Value = serde_json::from_str(&policy).unwrap_or_default();
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),
@@ -110,9 +103,7 @@ impl Resource for PermissionSpec {
     }
 
     async fn update(&self, ctx: &Ctx, logical_id: &str, o: &Permission) -> Result<Option<String>, AwsError> {
-        Self::delete(ctx, &format!("{}/{}", o.function, o.statement_id), &BTreeMap::new())
-            .await
-            .or_else(|e| if e.is_not_found() { Ok(()) } else { Err(e) })?;
+        found(Self::delete(ctx, &format!("{}/{}", o.function, o.statement_id), &BTreeMap::new()).await)?;
         self.add(ctx, logical_id).await?;
         Ok(None)
     }
@@ -142,7 +133,7 @@ impl Resource for PermissionSpec {
             .statement_id(sid)
             .send()
             .await
-            .map_err(|e| aws_error_typed("RemovePermission", id, e, missing))?;
+            .map_err(|e| aws_error("RemovePermission", id, e))?;
         Ok(())
     }
 }

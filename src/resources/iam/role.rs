@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_iam::types::Tag;
 use serde_json::Value;
 
-use crate::aws::{aws_error, aws_error_typed, AwsError, ErrorClass, SendOnce};
+use crate::aws::{aws_error, aws_error_typed, found, AwsError, ErrorClass, SendOnce};
 use crate::resources::network::has_stack_tags;
 use crate::resources::{compare, Ctx, Diff, Resource, StackTags};
 
@@ -95,27 +95,18 @@ fn not_found(code: bool) -> Option<ErrorClass> {
 }
 
 /// One role with its policies, or None when it does not exist.
-/// `None` for NotFound (NoSuchEntity): the role, or its policy, is not there.
-fn unless_gone<T>(result: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
-    match result {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// A role's managed policy ARNs and inline policy names, read at once; `None` when the
 /// role is gone.
 async fn policies_of(ctx: &Ctx, name: &str) -> Result<Option<(Vec<String>, Vec<String>)>, AwsError> {
     let attached = async {
-        unless_gone(
+        found(
             ctx.iam().await.list_attached_role_policies().role_name(name).send().await.map_err(|e| {
                 aws_error_typed("ListAttachedRolePolicies", name, e, |e| not_found(e.is_no_such_entity_exception()))
             }),
         )
     };
     let inline = async {
-        unless_gone(
+        found(
             ctx.iam()
                 .await
                 .list_role_policies()
@@ -135,13 +126,13 @@ async fn policies_of(ctx: &Ctx, name: &str) -> Result<Option<(Vec<String>, Vec<S
 /// one round trip instead of four.
 pub async fn find_role(ctx: &Ctx, name: &str) -> Result<Option<Role>, AwsError> {
     let role = async {
-        unless_gone(ctx.iam().await.get_role().role_name(name).send().await.map_err(|e| {
+        found(ctx.iam().await.get_role().role_name(name).send().await.map_err(|e| {
             aws_error_typed("GetRole", name, e, |e| not_found(e.is_no_such_entity_exception()))
         }))
     };
     // Read whether it exists or not (NoSuchEntity then): a round trip saved when it does.
     let inline = async {
-        unless_gone(
+        found(
             ctx.iam()
                 .await
                 .get_role_policy()
@@ -173,12 +164,12 @@ pub async fn find_role(ctx: &Ctx, name: &str) -> Result<Option<Role>, AwsError> 
 pub async fn delete_role(ctx: &Ctx, name: &str) -> Result<(), AwsError> {
     let Some((managed, inline)) = policies_of(ctx, name).await? else { return Ok(()) };
     let detach = managed.iter().map(|arn| async move {
-        unless_gone(ctx.iam().await.detach_role_policy().role_name(name).policy_arn(arn).send().await.map_err(|e| {
+        found(ctx.iam().await.detach_role_policy().role_name(name).policy_arn(arn).send().await.map_err(|e| {
             aws_error_typed("DetachRolePolicy", name, e, |e| not_found(e.is_no_such_entity_exception()))
         }))
     });
     let remove = inline.iter().map(|policy| async move {
-        unless_gone(ctx.iam().await.delete_role_policy().role_name(name).policy_name(policy).send().await.map_err(|e| {
+        found(ctx.iam().await.delete_role_policy().role_name(name).policy_name(policy).send().await.map_err(|e| {
             aws_error_typed("DeleteRolePolicy", name, e, |e| not_found(e.is_no_such_entity_exception()))
         }))
     });

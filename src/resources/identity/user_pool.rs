@@ -10,7 +10,7 @@ use aws_sdk_cognitoidentityprovider::types::{
     UserPoolPolicyType, UserPoolType, UsernameAttributeType, VerifiedAttributeType,
 };
 
-use crate::aws::{aws_error, aws_error_typed, AwsError, ErrorClass, SendOnce};
+use crate::aws::{aws_error, found, AwsError, SendOnce};
 use crate::resources::network::has_stack_tags;
 use crate::resources::{compare, Ctx, Diff, Replacement, Resource, StackTags};
 
@@ -93,22 +93,10 @@ fn observe(p: &UserPoolType) -> UserPool {
     }
 }
 
-fn missing<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(e: &E) -> Option<ErrorClass> {
-    (e.code() == Some("ResourceNotFoundException")).then_some(ErrorClass::NotFound)
-}
 
 pub async fn describe(ctx: &Ctx, id: &str) -> Result<Option<UserPool>, AwsError> {
-    match ctx.cognito().await.describe_user_pool().user_pool_id(id).send().await {
-        Ok(resp) => Ok(resp.user_pool().map(observe)),
-        Err(e) => {
-            let e = aws_error_typed("DescribeUserPool", id, e, missing);
-            if e.is_not_found() {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
-    }
+    let resp = found(ctx.cognito().await.describe_user_pool().user_pool_id(id).send().await.map_err(|e| aws_error("DescribeUserPool", id, e)))?;
+    Ok(resp.and_then(|r| r.user_pool().map(observe)))
 }
 
 /// The pools whose names start with the stack's, described (for their tags).
@@ -231,7 +219,7 @@ impl Resource for UserPoolSpec {
             .user_pool_id(id)
             .send()
             .await
-            .map_err(|e| aws_error_typed("DeleteUserPool", id, e, missing))?;
+            .map_err(|e| aws_error("DeleteUserPool", id, e))?;
         Ok(())
     }
 }

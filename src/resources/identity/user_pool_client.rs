@@ -8,7 +8,7 @@ use aws_sdk_cognitoidentityprovider::types::{
     ExplicitAuthFlowsType, PreventUserExistenceErrorTypes, TimeUnitsType, TokenValidityUnitsType, UserPoolClientType,
 };
 
-use crate::aws::{aws_error, aws_error_typed, AwsError, ErrorClass, SendOnce};
+use crate::aws::{aws_error, found, AwsError, SendOnce};
 use crate::resources::{compare, Ctx, Diff, Kind, Replacement, Resource};
 
 pub const AUTH_FLOWS: [&str; 2] = ["ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_PASSWORD_AUTH"];
@@ -63,22 +63,10 @@ fn observe(c: &UserPoolClientType) -> UserPoolClient {
     }
 }
 
-fn missing<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(e: &E) -> Option<ErrorClass> {
-    (e.code() == Some("ResourceNotFoundException")).then_some(ErrorClass::NotFound)
-}
 
 async fn describe(ctx: &Ctx, pool: &str, client: &str) -> Result<Option<UserPoolClient>, AwsError> {
-    match ctx.cognito().await.describe_user_pool_client().user_pool_id(pool).client_id(client).send().await {
-        Ok(resp) => Ok(resp.user_pool_client().map(observe)),
-        Err(e) => {
-            let e = aws_error_typed("DescribeUserPoolClient", client, e, missing);
-            if e.is_not_found() {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
-    }
+    let resp = ctx.cognito().await.describe_user_pool_client().user_pool_id(pool).client_id(client).send().await;
+    Ok(found(resp.map_err(|e| aws_error("DescribeUserPoolClient", client, e)))?.and_then(|r| r.user_pool_client().map(observe)))
 }
 
 impl UserPoolClientSpec {
@@ -107,13 +95,8 @@ impl Resource for UserPoolClientSpec {
         let mut ids = Vec::new();
         let mut token = None;
         loop {
-            let resp = match ctx.cognito().await.list_user_pool_clients().user_pool_id(&self.pool_id).max_results(60).set_next_token(token).send().await {
-                Ok(resp) => resp,
-                Err(e) => {
-                    let e = aws_error_typed("ListUserPoolClients", &self.pool_id, e, missing);
-                    return if e.is_not_found() { Ok(Vec::new()) } else { Err(e) };
-                }
-            };
+            let resp = ctx.cognito().await.list_user_pool_clients().user_pool_id(&self.pool_id).max_results(60).set_next_token(token).send().await;
+            let Some(resp) = found(resp.map_err(|e| aws_error("ListUserPoolClients", &self.pool_id, e)))? else { return Ok(Vec::new()) };
             ids.extend(resp.user_pool_clients().iter().filter(|c| c.client_name() == Some(self.name.as_str())).filter_map(|c| c.client_id().map(str::to_string)));
             token = resp.next_token().map(str::to_string);
             if token.is_none() {
@@ -214,7 +197,7 @@ impl Resource for UserPoolClientSpec {
             .client_id(client)
             .send()
             .await
-            .map_err(|e| aws_error_typed("DeleteUserPoolClient", id, e, missing))?;
+            .map_err(|e| aws_error("DeleteUserPoolClient", id, e))?;
         Ok(())
     }
 }
