@@ -81,6 +81,10 @@ pub struct Config {
     /// API Gateway stage cache size in GB, one of the sizes API Gateway offers.
     #[serde(default = "default_cache_cluster_size")]
     pub cache_cluster_size: String,
+    /// How API Gateway reaches the service: `public` (over the internet-facing ALB) or
+    /// `private` (an internal NLB behind an API Gateway VPC link; no ALB).
+    #[serde(default = "default_integration")]
+    pub integration: String,
     #[serde(default = "default_log_retention_days")]
     pub log_retention_days: u32,
     #[serde(default)]
@@ -139,8 +143,37 @@ fn default_cache_cluster_size() -> String {
 }
 /// The cache sizes (GB) API Gateway offers for a stage.
 pub const CACHE_CLUSTER_SIZES: [&str; 8] = ["0.5", "1.6", "6.1", "13.5", "28.4", "58.2", "118", "237"];
+fn default_integration() -> String {
+    Integration::Public.as_str().into()
+}
 fn default_log_retention_days() -> u32 {
     30
+}
+
+/// How API Gateway reaches the service (`integration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Integration {
+    /// HTTP_PROXY to the internet-facing Application Load Balancer, as the seed does.
+    Public,
+    /// HTTP_PROXY through an API Gateway VPC link to an internal Network Load Balancer in
+    /// the service subnets: the service is not reachable from the internet except through
+    /// the API, and no ALB is made.
+    Private,
+}
+
+impl Integration {
+    pub const ALL: [Integration; 2] = [Integration::Public, Integration::Private];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Integration::Public => "public",
+            Integration::Private => "private",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Integration> {
+        Integration::ALL.into_iter().find(|i| i.as_str() == s)
+    }
 }
 
 /// A configuration problem, always naming the key at fault.
@@ -173,6 +206,7 @@ pub struct Settings {
     pub vpc_cidr: Ipv4Net,
     /// Subnet CIDRs in the order public.a, public.b, ecs.a, ecs.b, db.a, db.b.
     pub subnet_cidrs: Vec<Ipv4Net>,
+    pub integration: Integration,
 }
 
 impl Config {
@@ -203,6 +237,7 @@ impl Config {
             desired_count: default_desired_count(),
             cache_ttl_seconds: default_cache_ttl_seconds(),
             cache_cluster_size: default_cache_cluster_size(),
+            integration: default_integration(),
             log_retention_days: default_log_retention_days(),
             db_deletion_protection: false,
             db_final_snapshot: false,
@@ -362,6 +397,9 @@ impl Config {
                 format!("{:?} is not a size API Gateway offers ({})", self.cache_cluster_size, CACHE_CLUSTER_SIZES.join(", ")),
             ));
         }
+        let integration = Integration::parse(&self.integration).ok_or_else(|| {
+            bad("integration", format!("{:?} is neither \"public\" (through the ALB) nor \"private\" (a VPC link to an internal NLB)", self.integration))
+        })?;
         const RETENTION: [u32; 22] = [
             1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
         ];
@@ -372,7 +410,7 @@ impl Config {
             ));
         }
         let subnet_cidrs = carve_subnets(vpc_cidr);
-        Ok(Settings { config: self, base_dir: ".".into(), state, vpc_cidr, subnet_cidrs })
+        Ok(Settings { config: self, base_dir: ".".into(), state, vpc_cidr, subnet_cidrs, integration })
     }
 }
 
@@ -469,6 +507,8 @@ wait_for_rollout = true              # up waits until the service runs the new t
 rollout_timeout_seconds = {rollout}       # and gives up after this long (the next up resumes)
 cache_ttl_seconds = {ttl}             # API Gateway caches the book GETs this long (0: no caching)
 cache_cluster_size = "{cache_size}"          # GB: 0.5, 1.6, 6.1, 13.5, 28.4, 58.2, 118 or 237
+integration = "{integration}"            # "private": API Gateway reaches the service through a VPC link
+                                     # to an internal NLB, instead of over the public ALB
 log_retention_days = {ret}
 db_deletion_protection = false
 db_final_snapshot = false
@@ -496,6 +536,7 @@ db_final_snapshot = false
         desired = config.desired_count,
         ttl = config.cache_ttl_seconds,
         cache_size = config.cache_cluster_size,
+        integration = config.integration,
         ret = config.log_retention_days,
     )
 }
@@ -556,6 +597,7 @@ mod tests {
             (("# state = \"s3://my-bucket/infra/\"", "state = \"s3://My_Bucket/\""), "state"),
             (("cache_cluster_size = \"0.5\"", "cache_cluster_size = \"1\""), "cache_cluster_size"),
             (("cache_ttl_seconds = 60", "cache_ttl_seconds = 7200"), "cache_ttl_seconds"),
+            (("integration = \"public\"", "integration = \"vpc-link\""), "integration"),
         ];
         for ((from, to), key) in cases {
             let err = err_for((from, to));

@@ -424,3 +424,183 @@ async fn killed_right_after_each_edge_create_then_up_converges_with_one_of_each_
     assert_eq!(inventory(&aws).await, full_inventory());
     assert_ok(&project.infra(&["status"]));
 }
+
+/// The five book methods' integrations, by `VERB path`.
+async fn book_integrations(c: &Clients, api: &str) -> BTreeMap<String, aws_sdk_apigateway::types::Integration> {
+    let resources = c.apigw.get_resources().rest_api_id(api).embed("methods").send().await.unwrap();
+    let mut out = BTreeMap::new();
+    for r in resources.items().iter().filter(|r| r.path().is_some_and(|p| p.starts_with("/book"))) {
+        for (verb, m) in r.resource_methods().into_iter().flatten() {
+            out.insert(format!("{verb} {}", r.path().unwrap()), m.method_integration().unwrap().clone());
+        }
+    }
+    assert_eq!(out.len(), 5, "{out:?}");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_integration_reaches_an_internal_nlb_through_a_vpc_link_and_switching_back_and_forth_converges() {
+    let moto = Moto::start();
+    let aws = ec2(&moto).await;
+    let c = clients(&aws);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&aws.sdk);
+    let project = Project::new(&moto);
+    project.edit_config("integration = \"public\"", "integration = \"private\"");
+    let up = project.infra(&["up"]);
+    assert_ok(&up);
+    assert_eq!(inventory(&aws).await, private_inventory(), "{up:?}");
+    assert!(project.state()["resources"].get("alb").is_none() && project.state()["resources"].get("sg.alb").is_none());
+
+    // The NLB: internal, network, in the service subnets, no security groups.
+    let nlb_arn = project.physical_id("nlb");
+    let nlbs = elb.describe_load_balancers().load_balancer_arns(&nlb_arn).send().await.unwrap();
+    let nlb = &nlbs.load_balancers()[0];
+    assert_eq!(nlb.r#type().map(|t| t.as_str()), Some("network"));
+    assert_eq!(nlb.scheme().map(|s| s.as_str()), Some("internal"));
+    let mut subnets: Vec<String> = nlb.availability_zones().iter().filter_map(|z| z.subnet_id().map(str::to_string)).collect();
+    subnets.sort();
+    let mut ecs_subnets = vec![project.physical_id("subnet.ecs.a"), project.physical_id("subnet.ecs.b")];
+    ecs_subnets.sort();
+    assert_eq!(subnets, ecs_subnets);
+    // Its TCP target group (HTTP health check on /healthz) and TCP:80 listener; the service
+    // registers there.
+    let tg_arn = project.physical_id("target_group.nlb");
+    let tgs = elb.describe_target_groups().target_group_arns(&tg_arn).send().await.unwrap();
+    let tg = &tgs.target_groups()[0];
+    assert_eq!(tg.protocol().map(|p| p.as_str()), Some("TCP"));
+    assert_eq!(tg.target_type().map(|p| p.as_str()), Some("ip"));
+    assert_eq!(tg.health_check_path(), Some("/api/v1/healthz"));
+    let listeners = elb.describe_listeners().load_balancer_arn(&nlb_arn).send().await.unwrap();
+    let listener = &listeners.listeners()[0];
+    assert_eq!((listener.protocol().map(|p| p.as_str()), listener.port()), (Some("TCP"), Some(80)));
+    assert_eq!(listener.default_actions()[0].target_group_arn(), Some(tg_arn.as_str()));
+    let ecs = aws_sdk_ecs::Client::new(&aws.sdk);
+    let services = ecs.describe_services().cluster(project.physical_id("ecs_cluster")).services(project.physical_id("ecs_service")).send().await.unwrap();
+    assert_eq!(services.services()[0].load_balancers()[0].target_group_arn(), Some(tg_arn.as_str()));
+    // The tasks admit the VPC's range on the container port (the NLB's addresses).
+    let sgs = aws.describe_security_groups().group_ids(project.physical_id("sg.ecs")).send().await.unwrap();
+    let rules = sgs.security_groups()[0].ip_permissions();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].from_port(), Some(8080));
+    assert_eq!(rules[0].ip_ranges().iter().filter_map(|r| r.cidr_ip()).collect::<Vec<_>>(), ["10.0.0.0/16"]);
+    assert!(rules[0].user_id_group_pairs().is_empty());
+
+    // The VPC link targets the NLB, available, tagged; every book method goes through it.
+    let link_id = project.physical_id("vpc_link");
+    let link = c.apigw.get_vpc_link().vpc_link_id(&link_id).send().await.unwrap();
+    assert_eq!(link.target_arns(), [nlb_arn.clone()]);
+    assert_eq!(link.status().map(|s| s.as_str()), Some("AVAILABLE"));
+    assert_eq!(link.tags().unwrap()["infra:stack"], STACK);
+    let api = project.physical_id("api");
+    let password = basic_auth_password(&c).await;
+    let nlb_dns = attr(&project, "nlb", "dns_name");
+    for (key, i) in book_integrations(&c, &api).await {
+        assert_eq!(i.r#type().map(|t| t.as_str()), Some("HTTP_PROXY"), "{key}");
+        assert_eq!(i.connection_type().map(|t| t.as_str()), Some("VPC_LINK"), "{key}");
+        let backend = if key.contains("{bookId}") { "/api/v1/book/{bookId}" } else { "/api/v1/book" };
+        assert_eq!(i.uri().unwrap(), format!("http://admin:{password}@{nlb_dns}{backend}"), "{key}");
+    }
+    let outputs: serde_json::Value = serde_json::from_str(&project.infra(&["outputs", "--json"]).stdout).unwrap();
+    assert_eq!(outputs["NlbDnsName"], nlb_dns);
+    assert_eq!(outputs["VpcLinkId"], link_id);
+    assert!(outputs.get("AlbDnsName").is_none(), "{outputs}");
+
+    let again = project.infra(&["up"]);
+    assert_ok(&again);
+    assert_eq!(mutating(&project.calls()), Vec::<String>::new(), "{again:?}");
+
+    // Drift: one method sent over the internet instead of the link; reported, repaired.
+    let method = project.physical_id("api.method.book.get");
+    let resource = method.split('/').nth(1).unwrap();
+    c.apigw
+        .put_integration()
+        .rest_api_id(&api)
+        .resource_id(resource)
+        .http_method("GET")
+        .r#type(aws_sdk_apigateway::types::IntegrationType::HttpProxy)
+        .integration_http_method("GET")
+        .uri(format!("http://admin:{password}@{nlb_dns}/api/v1/book"))
+        .connection_type(aws_sdk_apigateway::types::ConnectionType::Internet)
+        .timeout_in_millis(29_000)
+        .send()
+        .await
+        .unwrap();
+    let status = project.infra(&["status", "--json"]);
+    assert_eq!(status.code, 2, "{status:?}");
+    assert!(status.stdout.contains("integration.connection_type"), "{}", status.stdout);
+    assert_ok(&project.infra(&["up"]));
+    assert!(mutating(&project.calls()).contains(&"PutIntegration".to_string()));
+    assert_eq!(book_integrations(&c, &api).await["GET /book"].connection_type().map(|t| t.as_str()), Some("VPC_LINK"));
+    assert_ok(&project.infra(&["status"]));
+
+    // Back to public: the ALB comes, the methods move to it (one new deployment), the NLB
+    // and the link go. Then private again.
+    project.edit_config("integration = \"private\"", "integration = \"public\"");
+    let public = project.infra(&["up"]);
+    assert_ok(&public);
+    assert_eq!(inventory(&aws).await, full_inventory(), "{public:?}");
+    let ops = mutating(&project.calls());
+    assert_eq!(ops.iter().filter(|o| *o == "CreateDeployment").count(), 1, "{ops:?}");
+    for op in ["DeleteVpcLink", "DeleteLoadBalancer", "DeleteTargetGroup"] {
+        assert!(ops.contains(&op.to_string()), "{op} missing from {ops:?}");
+    }
+    let alb = attr(&project, "alb", "dns_name");
+    for (key, i) in book_integrations(&c, &api).await {
+        assert_ne!(i.connection_type().map(|t| t.as_str()), Some("VPC_LINK"), "{key}");
+        assert!(i.uri().unwrap().contains(&format!("@{alb}/")), "{key}: {:?}", i.uri());
+    }
+    assert_ok(&project.infra(&["status"]));
+    project.edit_config("integration = \"public\"", "integration = \"private\"");
+    assert_ok(&project.infra(&["up"]));
+    assert_eq!(inventory(&aws).await, private_inventory());
+    assert_ok(&project.infra(&["status"]));
+
+    let down = project.infra(&["down", "--yes"]);
+    assert_ok(&down);
+    assert_eq!(inventory(&aws).await, Inventory::default(), "{down:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_integration_survives_lost_answers_and_kills_at_its_creates_and_lost_state() {
+    let moto = Moto::start();
+    let aws = ec2(&moto).await;
+    let project = Project::new(&moto);
+    project.edit_config("integration = \"public\"", "integration = \"private\"");
+    for (i, operation) in ["CreateVpcLink", "CreateLoadBalancer", "CreateTargetGroup", "CreateListener", "PutIntegration"].iter().enumerate() {
+        // The first three calls answered with a 500 after moto acted.
+        let proxy = support::fault_proxy::FaultProxy::start(
+            &moto.endpoint,
+            vec![support::fault_proxy::Rule::only(support::fault_proxy::Fault::LostAnswer, 1.0, operation).at_most(3)],
+            i as u64,
+        );
+        let up = project.infra_at(&proxy.url, &["up"], &[]);
+        assert_ok(&up);
+        assert!(proxy.total_injected() > 0, "{operation} was never called");
+        assert_eq!(inventory(&aws).await, private_inventory(), "lost answer on {operation}: {up:?}");
+        assert_ok(&project.infra(&["up"]));
+        assert_eq!(mutating(&project.calls()), Vec::<String>::new(), "lost answer on {operation}: second up mutated");
+        assert_ok(&project.infra(&["down", "--yes"]));
+        assert_eq!(inventory(&aws).await, Inventory::default(), "lost answer on {operation}");
+    }
+    for op in ["CreateVpcLink", "CreateLoadBalancer"] {
+        let killed = project.infra_env(&["up"], &[("INFRA_FAULT_KILL_AFTER_OPERATION", op)]);
+        assert_ne!(killed.code, 0, "{op} did not kill the run: {killed:?}");
+        assert_ok(&project.infra(&["up"]));
+        assert_eq!(inventory(&aws).await, private_inventory(), "after a kill at {op}");
+        assert_ok(&project.infra(&["status"]));
+        assert_ok(&project.infra(&["down", "--yes"]));
+        assert_eq!(inventory(&aws).await, Inventory::default(), "after a kill at {op}");
+    }
+    // Lost state: the link is adopted by its tags, the NLB and the rest as before.
+    assert_ok(&project.infra(&["up"]));
+    project.lose_state();
+    let adopt = project.infra(&["up"]);
+    assert_ok(&adopt);
+    assert_eq!(mutating(&project.calls()), Vec::<String>::new(), "{adopt:?}");
+    assert_eq!(inventory(&aws).await, private_inventory());
+    // A kill in the middle of `down`, right after the link's delete, then `down` again.
+    let killed = project.infra_env(&["down", "--yes"], &[("INFRA_FAULT_KILL_AFTER_OPERATION", "DeleteVpcLink")]);
+    assert_ne!(killed.code, 0, "{killed:?}");
+    assert_ok(&project.infra(&["down", "--yes"]));
+    assert_eq!(inventory(&aws).await, Inventory::default());
+}

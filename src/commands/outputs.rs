@@ -67,6 +67,9 @@ pub fn outputs(state: &State) -> BTreeMap<&'static str, String> {
     put("DbSecurityGroupId", id("sg.db"));
     let attr = |logical: &str, name: &str| state.resources.get(logical)?.attributes.get(name).cloned();
     put("AlbDnsName", attr("alb", "dns_name"));
+    // With `integration = "private"`: the internal NLB and the VPC link to it.
+    put("NlbDnsName", attr("nlb", "dns_name"));
+    put("VpcLinkId", id("vpc_link"));
     put("EcrRepositoryUri", attr("ecr_repository", "uri"));
     put("DbEndpoint", attr("db_cluster", "endpoint"));
     put("EcsClusterArn", id("ecs_cluster"));

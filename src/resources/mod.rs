@@ -464,6 +464,7 @@ registry! {
     ApiMethod = "api_method" => apigateway::method::MethodSpec,
     ApiDeployment = "api_deployment" => apigateway::deployment::DeploymentSpec,
     ApiStage = "api_stage" => apigateway::stage::StageSpec,
+    VpcLink = "vpc_link" => apigateway::vpc_link::VpcLinkSpec,
 }
 
 impl Kind {

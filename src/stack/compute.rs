@@ -1,17 +1,20 @@
 //! The compute tier: the image's ECR repository, the ECS cluster, the Fargate task
-//! definition and service, and the load balancer with its target group and listener.
+//! definition and service, and the load balancer with its target group and listener: the
+//! public ALB, or with `integration = "private"` the internal NLB.
 
 use std::collections::BTreeMap;
 
+use aws_sdk_elasticloadbalancingv2::types::ProtocolEnum;
+
 use super::Stack;
-use crate::config::Settings;
+use crate::config::{Integration, Settings};
 use crate::resources::compute::ecr_repository::EcrRepositorySpec;
 use crate::resources::compute::ecs_cluster::EcsClusterSpec;
 use crate::resources::compute::ecs_service::EcsServiceSpec;
 use crate::resources::compute::image::{build_context, context_hash, ImageSpec};
 use crate::resources::compute::task_definition::{ContainerSpec, TaskDefinitionSpec};
 use crate::resources::load_balancer::listener::ListenerSpec;
-use crate::resources::load_balancer::load_balancer::LoadBalancerSpec;
+use crate::resources::load_balancer::load_balancer::{LbKind, LoadBalancerSpec};
 use crate::resources::load_balancer::target_group::TargetGroupSpec;
 use crate::resources::StackTags;
 
@@ -45,27 +48,39 @@ pub fn add(stack: &mut Stack, settings: &Settings, region: &str) {
     let (t, cluster) = (tags("ecs_cluster"), cfg.stack.clone());
     stack.add("ecs_cluster", &[], move |_| EcsClusterSpec { tags: t.clone(), name: cluster.clone() });
 
-    let (t, lb_name) = (tags("alb"), format!("{}-alb", cfg.stack));
-    stack.add("alb", &[], move |r| LoadBalancerSpec {
-        tags: t.clone(),
-        name: lb_name.clone(),
-        subnets: [r.id("subnet.public.a"), r.id("subnet.public.b")].into(),
-        security_groups: [r.id("sg.alb")].into(),
+    // Where the service is reached: the public ALB, or the internal NLB behind the VPC link.
+    let (lb, target_group, listener) = match settings.integration {
+        Integration::Public => ("alb", "target_group", "listener.http"),
+        Integration::Private => ("nlb", "target_group.nlb", "listener.nlb"),
+    };
+    let (t, lb_name, integration) = (tags(lb), format!("{}-{lb}", cfg.stack), settings.integration);
+    stack.add(lb, &[], move |r| {
+        let (kind, subnets, security_groups) = match integration {
+            Integration::Public => (LbKind::PublicApplication, [r.id("subnet.public.a"), r.id("subnet.public.b")], [r.id("sg.alb")].into()),
+            Integration::Private => (LbKind::InternalNetwork, [r.id("subnet.ecs.a"), r.id("subnet.ecs.b")], Default::default()),
+        };
+        LoadBalancerSpec { tags: t.clone(), name: lb_name.clone(), kind, subnets: subnets.into(), security_groups }
     });
 
-    let (t, prefix, port) = (tags("target_group"), cfg.stack.clone(), cfg.container_port);
-    stack.add("target_group", &[], move |r| TargetGroupSpec {
+    let protocol = match settings.integration {
+        Integration::Public => ProtocolEnum::Http,
+        Integration::Private => ProtocolEnum::Tcp,
+    };
+    let (t, prefix, port, p) = (tags(target_group), cfg.stack.clone(), cfg.container_port, protocol.clone());
+    stack.add(target_group, &[], move |r| TargetGroupSpec {
         tags: t.clone(),
         stack: prefix.clone(),
         vpc_id: r.id("vpc"),
         port,
+        protocol: p.clone(),
         health_check_path: HEALTH_CHECK_PATH.into(),
     });
 
-    stack.add("listener.http", &[], |r| ListenerSpec {
-        load_balancer_arn: r.id("alb"),
+    stack.add(listener, &[], move |r| ListenerSpec {
+        load_balancer_arn: r.id(lb),
         port: 80,
-        target_group_arn: r.id("target_group"),
+        protocol: protocol.clone(),
+        target_group_arn: r.id(target_group),
     });
 
     let (t, c, region) = (tags("task_definition"), cfg.clone(), region.to_string());
@@ -116,7 +131,7 @@ pub fn add(stack: &mut Stack, settings: &Settings, region: &str) {
     let (t, c) = (tags("ecs_service"), cfg.clone());
     // The target group must be attached to the load balancer (through the listener) before
     // a service can register into it: CreateService fails with InvalidParameterException.
-    stack.add("ecs_service", &["listener.http"], move |r| EcsServiceSpec {
+    stack.add("ecs_service", &[listener], move |r| EcsServiceSpec {
         tags: t.clone(),
         name: CONTAINER_NAME.into(),
         cluster_arn: r.id("ecs_cluster"),
@@ -124,7 +139,7 @@ pub fn add(stack: &mut Stack, settings: &Settings, region: &str) {
         desired_count: c.desired_count,
         subnets: [r.id("subnet.ecs.a"), r.id("subnet.ecs.b")].into(),
         security_groups: [r.id("sg.ecs")].into(),
-        target_group_arn: r.id("target_group"),
+        target_group_arn: r.id(target_group),
         container_name: CONTAINER_NAME.into(),
         container_port: c.container_port,
         wait_for_rollout: c.wait_for_rollout,

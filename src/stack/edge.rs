@@ -1,13 +1,14 @@
 //! The edge tier: the Cognito user pool and app client, the payload bucket and the role
 //! API Gateway writes to it with, the Lambda behind the time limit, and the REST API (paths,
-//! authorizer, methods, deployment, the cached `prod` stage).
+//! authorizer, methods, deployment, the cached `prod` stage), and with a private integration
+//! the VPC link to the internal NLB.
 
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
 use super::{Refs, Stack};
-use crate::config::Settings;
+use crate::config::{Integration, Settings};
 use crate::resources::apigateway::authorizer::AuthorizerSpec;
 use crate::resources::apigateway::deployment::{DeploymentSpec, DESCRIPTION_PREFIX};
 use crate::resources::apigateway::escape_path;
@@ -15,6 +16,7 @@ use crate::resources::apigateway::method::{Authorization, IntegrationSpec, Metho
 use crate::resources::apigateway::resource::ApiResourceSpec;
 use crate::resources::apigateway::rest_api::RestApiSpec;
 use crate::resources::apigateway::stage::{MethodCache, StageSpec, ALL_METHODS};
+use crate::resources::apigateway::vpc_link::VpcLinkSpec;
 use crate::resources::functions::function::{zip_source, FunctionSpec};
 use crate::resources::functions::permission::PermissionSpec;
 use crate::resources::iam::role::{stack_path, RoleSpec};
@@ -77,6 +79,7 @@ struct ApiInputs {
     region: String,
     basic_auth_user: String,
     basic_auth_parameter: String,
+    integration: Integration,
 }
 
 /// A path parameter (`{bookId}`) of a path, if any.
@@ -97,9 +100,14 @@ fn method_spec(r: &Refs, route: &Route, inputs: &ApiInputs) -> MethodSpec {
             kind: "HTTP_PROXY".into(),
             http_method: route.verb.into(),
             // The seed's way: basic-auth credentials in the URI (see `method` on the secret).
-            uri: format!("http://{}:{REDACTED}@{}{backend}", inputs.basic_auth_user, r.attr("alb", "dns_name")),
+            // Public: over the internet to the ALB; private: through the VPC link to the NLB.
+            uri: match inputs.integration {
+                Integration::Public => format!("http://{}:{REDACTED}@{}{backend}", inputs.basic_auth_user, r.attr("alb", "dns_name")),
+                Integration::Private => format!("http://{}:{REDACTED}@{}{backend}", inputs.basic_auth_user, r.attr("nlb", "dns_name")),
+            },
             secret: Some(UriSecret { parameter: inputs.basic_auth_parameter.clone(), fingerprint: r.attr("ssm.basic_auth_password", "fingerprint") }),
             credentials: None,
+            vpc_link: (inputs.integration == Integration::Private).then(|| r.id("vpc_link")),
             // Different books never share a cache entry.
             cache_key_parameters: if route.cached { parameter.map(|p| vec![format!("method.request.path.{p}")]).unwrap_or_default() } else { Vec::new() },
             request_parameters: integration_parameters,
@@ -114,6 +122,7 @@ fn method_spec(r: &Refs, route: &Route, inputs: &ApiInputs) -> MethodSpec {
             uri: format!("arn:aws:apigateway:{}:lambda:path/2015-03-31/functions/{}/invocations", inputs.region, r.attr("lambda.limits", "arn")),
             secret: None,
             credentials: None,
+            vpc_link: None,
             request_parameters: integration_parameters,
             cache_key_parameters: Vec::new(),
             passthrough_behavior: None,
@@ -130,6 +139,7 @@ fn method_spec(r: &Refs, route: &Route, inputs: &ApiInputs) -> MethodSpec {
                 uri: format!("arn:aws:apigateway:{}:s3:path/{{bucket}}/{{key}}", inputs.region),
                 secret: None,
                 credentials: Some(r.attr("role.apigateway", "arn")),
+                vpc_link: None,
                 request_parameters: integration_parameters,
                 cache_key_parameters: Vec::new(),
                 passthrough_behavior: Some("WHEN_NO_MATCH".into()),
@@ -248,10 +258,21 @@ pub fn add(stack: &mut Stack, settings: &Settings, region: &str, account: &str) 
         result_ttl_seconds: 300,
     });
 
+    if settings.integration == Integration::Private {
+        let (t, link) = (tags("vpc_link"), format!("{}-link", cfg.stack));
+        stack.add("vpc_link", &[], move |r| VpcLinkSpec {
+            tags: t.clone(),
+            name: link.clone(),
+            description: "API Gateway to the books service's internal NLB (managed by infra)".into(),
+            target_arns: vec![r.id("nlb")],
+        });
+    }
+
     let inputs = ApiInputs {
         region: region.to_string(),
         basic_auth_user: cfg.http_basic_auth_user.clone(),
         basic_auth_parameter: cfg.http_basic_auth_password_ssm_param.clone(),
+        integration: settings.integration,
     };
     for (i, route) in ROUTES.iter().enumerate() {
         let inputs = inputs.clone();
@@ -295,7 +316,7 @@ mod tests {
 
     #[test]
     fn the_definition_hash_moves_with_the_definition_only() {
-        let inputs = ApiInputs { region: "us-east-1".into(), basic_auth_user: "admin".into(), basic_auth_parameter: "/p".into() };
+        let inputs = ApiInputs { region: "us-east-1".into(), basic_auth_user: "admin".into(), basic_auth_parameter: "/p".into(), integration: Integration::Public };
         let mut known = Known::new();
         known.insert("alb".into(), ("arn:alb".into(), [("dns_name".to_string(), "a.example".to_string())].into()));
         let a = definition_hash(&Refs::new(&known), &inputs);

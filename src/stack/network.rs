@@ -1,9 +1,10 @@
 //! The network tier: VPC, internet gateway, subnets (public / ecs / db × 2 AZs), Elastic
 //! IPs and NAT gateways, route tables with their default routes and associations, and the
-//! `alb` / `ecs` / `db` security groups.
+//! `alb` / `ecs` / `db` security groups (no `alb` group with a private integration: the
+//! internal NLB has none, and the tasks admit the VPC's range, where its addresses are).
 
 use super::Stack;
-use crate::config::Settings;
+use crate::config::{Integration, Settings};
 use crate::resources::network::elastic_ip::ElasticIpSpec;
 use crate::resources::network::internet_gateway::InternetGatewaySpec;
 use crate::resources::network::nat_gateway::NatGatewaySpec;
@@ -102,19 +103,24 @@ pub fn add(stack: &mut Stack, settings: &Settings, azs: &[String]) {
 
     let port = cfg.container_port;
     let sg = |id: &str, description: &'static str| (tags(id), description.to_string());
-    let (t, d) = sg("sg.alb", "Load balancer: HTTP from anywhere");
-    stack.add("sg.alb", &[], move |r| SecurityGroupSpec {
-        tags: t.clone(),
-        vpc_id: r.id("vpc"),
-        description: d.clone(),
-        ingress: [IngressRule::tcp(80, Source::Cidr("0.0.0.0/0".into()))].into(),
-    });
+    let private = settings.integration == Integration::Private;
+    if !private {
+        let (t, d) = sg("sg.alb", "Load balancer: HTTP from anywhere");
+        stack.add("sg.alb", &[], move |r| SecurityGroupSpec {
+            tags: t.clone(),
+            vpc_id: r.id("vpc"),
+            description: d.clone(),
+            ingress: [IngressRule::tcp(80, Source::Cidr("0.0.0.0/0".into()))].into(),
+        });
+    }
     let (t, d) = sg("sg.ecs", "Service tasks: container port from the load balancer");
+    let vpc_cidr = settings.vpc_cidr.to_string();
     stack.add("sg.ecs", &[], move |r| SecurityGroupSpec {
         tags: t.clone(),
         vpc_id: r.id("vpc"),
         description: d.clone(),
-        ingress: [IngressRule::tcp(port, Source::Group(r.id("sg.alb")))].into(),
+        // The NLB forwards from its own private addresses (and health-checks from them).
+        ingress: [IngressRule::tcp(port, if private { Source::Cidr(vpc_cidr.clone()) } else { Source::Group(r.id("sg.alb")) })].into(),
     });
     let (t, d) = sg("sg.db", "Aurora: PostgreSQL from the service tasks");
     stack.add("sg.db", &[], move |r| SecurityGroupSpec {

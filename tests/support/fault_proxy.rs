@@ -200,6 +200,8 @@ fn rest_operation(method: &str, path: &str, query: &str) -> Option<&'static str>
         ("POST", ["restapis", _, "deployments"]) => "CreateDeployment",
         ("POST", ["restapis", _, "stages"]) => "CreateStage",
         ("PATCH", ["restapis", _, "stages", _]) => "UpdateStage",
+        ("POST", ["vpclinks"]) => "CreateVpcLink",
+        ("DELETE", ["vpclinks", _]) => "DeleteVpcLink",
         ("POST", ["2015-03-31", "functions"]) => "CreateFunction",
         ("POST", ["2015-03-31", "functions", _, "policy"]) => "AddPermission",
         ("PUT", ["2015-03-31", "functions", _, "configuration"]) => "UpdateFunctionConfiguration",

@@ -367,6 +367,8 @@ pub struct Inventory {
     pub api_authorizers: usize,
     pub api_deployments: usize,
     pub api_stages: usize,
+    /// API Gateway VPC links named for the stack (`integration = "private"`).
+    pub vpc_links: usize,
 }
 
 pub async fn inventory(ec2: &TestAws) -> Inventory {
@@ -476,6 +478,7 @@ pub async fn inventory(ec2: &TestAws) -> Inventory {
         api_authorizers: edge.api_authorizers,
         api_deployments: edge.api_deployments,
         api_stages: edge.api_stages,
+        vpc_links: edge.vpc_links,
         vpcs: vpcs.vpcs().len(),
         internet_gateways: igws.internet_gateways().len(),
         subnets: subnets.subnets().len(),
@@ -559,6 +562,7 @@ async fn edge_inventory(sdk: &aws_config::SdkConfig) -> Inventory {
         api_deployments += apigw.get_deployments().rest_api_id(api).send().await.unwrap().items().len();
         api_stages += apigw.get_stages().rest_api_id(api).send().await.unwrap().item().len();
     }
+    let vpc_links = apigw.get_vpc_links().send().await.unwrap().items().iter().filter(|l| l.name().is_some_and(|n| n.starts_with(&prefix))).count();
     Inventory {
         user_pools: pools.len(),
         user_pool_clients,
@@ -572,6 +576,7 @@ async fn edge_inventory(sdk: &aws_config::SdkConfig) -> Inventory {
         api_authorizers,
         api_deployments,
         api_stages,
+        vpc_links,
         ..Inventory::default()
     }
 }
@@ -612,7 +617,14 @@ pub fn full_inventory() -> Inventory {
         api_authorizers: 1,
         api_deployments: 1,
         api_stages: 1,
+        vpc_links: 0,
     }
+}
+
+/// What one converged stack holds with `integration = "private"`: no ALB security group,
+/// an NLB (with its target group and listener) in the ALB's place, and the VPC link.
+pub fn private_inventory() -> Inventory {
+    Inventory { security_groups: 2, vpc_links: 1, ..full_inventory() }
 }
 
 /// A TCP proxy to `upstream` that holds every chunk the client sends for `delay`, so each

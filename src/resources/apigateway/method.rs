@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_apigateway::types::{ContentHandlingStrategy, IntegrationType, Method as SdkMethod};
+use aws_sdk_apigateway::types::{ConnectionType, ContentHandlingStrategy, IntegrationType, Method as SdkMethod};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::{by_api, conflict_means, resources_of, split_id};
@@ -47,6 +47,9 @@ pub struct IntegrationSpec {
     pub uri: String,
     pub secret: Option<UriSecret>,
     pub credentials: Option<String>,
+    /// The VPC link an HTTP integration goes through (`integration = "private"`); `None`:
+    /// over the internet.
+    pub vpc_link: Option<String>,
     pub request_parameters: BTreeMap<String, String>,
     pub cache_key_parameters: Vec<String>,
     pub passthrough_behavior: Option<String>,
@@ -55,6 +58,15 @@ pub struct IntegrationSpec {
     /// Status codes with a method response and a default integration response (non-proxy
     /// integrations need them to answer at all).
     pub responses: Vec<String>,
+}
+
+impl IntegrationSpec {
+    fn connection_type(&self) -> ConnectionType {
+        match self.vpc_link {
+            Some(_) => ConnectionType::VpcLink,
+            None => ConnectionType::Internet,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +87,9 @@ pub struct Integration {
     pub uri: String,
     pub password_fingerprint: Option<String>,
     pub credentials: Option<String>,
+    /// INTERNET or VPC_LINK (absent in an answer means INTERNET).
+    pub connection_type: String,
+    pub connection_id: Option<String>,
     pub request_parameters: BTreeMap<String, String>,
     pub cache_key_parameters: Vec<String>,
     pub passthrough_behavior: Option<String>,
@@ -139,6 +154,8 @@ fn observe(api: &str, resource: &str, m: &SdkMethod, stack: &str) -> Method {
                 uri,
                 password_fingerprint,
                 credentials: i.credentials().map(str::to_string),
+                connection_type: i.connection_type().map_or(ConnectionType::Internet.as_str(), |c| c.as_str()).to_string(),
+                connection_id: i.connection_id().map(str::to_string),
                 request_parameters: i.request_parameters().map(|p| p.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
                 cache_key_parameters,
                 passthrough_behavior: i.passthrough_behavior().map(str::to_string),
@@ -195,6 +212,12 @@ impl MethodSpec {
             compare(&mut c, "integration.uri password (fingerprint)", &secret.fingerprint, &found_fp);
         }
         compare(&mut c, "integration.credentials", &show(&want.credentials), &show(&found.credentials));
+        compare(&mut c, "integration.connection_type", &want.connection_type().as_str().to_string(), &found.connection_type);
+        // An answer without a connection id is not compared: moto never returns it, and AWS
+        // always does for a VPC_LINK integration (whose type is compared above).
+        if found.connection_id.is_some() {
+            compare(&mut c, "integration.connection_id", &show(&want.vpc_link), &show(&found.connection_id));
+        }
         compare(&mut c, "integration.request_parameters", &show(&want.request_parameters), &show(&found.request_parameters));
         // An empty answer is not compared: moto never returns cache key parameters.
         if !found.cache_key_parameters.is_empty() {
@@ -279,6 +302,8 @@ impl MethodSpec {
             .integration_http_method(&i.http_method)
             .uri(uri)
             .set_credentials(i.credentials.clone())
+            .connection_type(i.connection_type())
+            .set_connection_id(i.vpc_link.clone())
             .set_request_parameters(Some(i.request_parameters.clone().into_iter().collect()))
             .set_cache_key_parameters(Some(i.cache_key_parameters.clone()))
             .set_passthrough_behavior(i.passthrough_behavior.clone())

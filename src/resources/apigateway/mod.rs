@@ -13,6 +13,7 @@ pub mod method;
 pub mod resource;
 pub mod rest_api;
 pub mod stage;
+pub mod vpc_link;
 
 use aws_sdk_apigateway::types::{Op, PatchOperation, Resource as ApiResourceItem};
 

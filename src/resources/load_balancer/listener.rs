@@ -1,4 +1,4 @@
-//! The HTTP:80 listener forwarding to the target group. Found by its key (load balancer +
+//! The port-80 listener forwarding to the target group (HTTP on the ALB, TCP on the NLB). Found by its key (load balancer +
 //! port): a repeated create meets `DuplicateListener`, and the engine's lookup by that key
 //! finds the listener the first attempt made.
 
@@ -13,6 +13,7 @@ use crate::resources::{compare, Ctx, Diff, Kind, Resource};
 pub struct ListenerSpec {
     pub load_balancer_arn: String,
     pub port: u16,
+    pub protocol: ProtocolEnum,
     pub target_group_arn: String,
 }
 
@@ -97,7 +98,7 @@ impl Resource for ListenerSpec {
         compare(&mut replace, "load_balancer_arn", &self.load_balancer_arn, &o.load_balancer_arn);
         compare(&mut replace, "port", &i32::from(self.port), &o.port);
         let mut update = Vec::new();
-        compare(&mut update, "protocol", &"HTTP".to_string(), &o.protocol);
+        compare(&mut update, "protocol", &self.protocol.as_str().to_string(), &o.protocol);
         compare(&mut update, "default_action", &format!("forward to {}", self.target_group_arn), &format!("forward to {}", o.forwards_to));
         Diff::from_changes(update, replace)
     }
@@ -108,7 +109,7 @@ impl Resource for ListenerSpec {
             .await
             .create_listener()
             .load_balancer_arn(&self.load_balancer_arn)
-            .protocol(ProtocolEnum::Http)
+            .protocol(self.protocol.clone())
             .port(self.port.into())
             .default_actions(forward(&self.target_group_arn))
             .customize()
@@ -124,7 +125,7 @@ impl Resource for ListenerSpec {
             .await
             .modify_listener()
             .listener_arn(&o.arn)
-            .protocol(ProtocolEnum::Http)
+            .protocol(self.protocol.clone())
             .port(self.port.into())
             .default_actions(forward(&self.target_group_arn))
             .send()

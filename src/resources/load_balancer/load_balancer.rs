@@ -1,6 +1,8 @@
-//! The internet-facing Application Load Balancer in the public subnets, behind the `alb`
-//! security group. Its name is unique in the account and region: a repeated create with the
-//! same settings returns the same load balancer, and the engine's tag lookup finds it first.
+//! A load balancer: the internet-facing Application Load Balancer in the public subnets,
+//! behind the `alb` security group, or (with `integration = "private"`) the internal Network
+//! Load Balancer in the service subnets that API Gateway's VPC link targets. Its name is
+//! unique in the account and region: a repeated create with the same settings returns the
+//! same load balancer, and the engine's tag lookup finds it first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -15,10 +17,37 @@ use crate::resources::{compare, wait_until, Ctx, Diff, Kind, Lifecycle, Poll, Re
 pub const LOAD_BALANCER_CREATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const LOAD_BALANCER_DELETE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
+/// Type and scheme together: the two combinations the stack uses. Both are fixed at
+/// creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbKind {
+    /// Internet-facing Application Load Balancer (HTTP, with security groups).
+    PublicApplication,
+    /// Internal Network Load Balancer (TCP), reached by API Gateway through a VPC link.
+    InternalNetwork,
+}
+
+impl LbKind {
+    fn scheme(self) -> LoadBalancerSchemeEnum {
+        match self {
+            LbKind::PublicApplication => LoadBalancerSchemeEnum::InternetFacing,
+            LbKind::InternalNetwork => LoadBalancerSchemeEnum::Internal,
+        }
+    }
+
+    fn lb_type(self) -> LoadBalancerTypeEnum {
+        match self {
+            LbKind::PublicApplication => LoadBalancerTypeEnum::Application,
+            LbKind::InternalNetwork => LoadBalancerTypeEnum::Network,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadBalancerSpec {
     pub tags: StackTags,
     pub name: String,
+    pub kind: LbKind,
     pub subnets: BTreeSet<String>,
     pub security_groups: BTreeSet<String>,
 }
@@ -135,8 +164,8 @@ impl Resource for LoadBalancerSpec {
     fn diff(&self, o: &LoadBalancer) -> Diff {
         let mut replace = Vec::new();
         compare(&mut replace, "name", &self.name, &o.name);
-        compare(&mut replace, "scheme", &"internet-facing".to_string(), &o.scheme);
-        compare(&mut replace, "type", &"application".to_string(), &o.kind);
+        compare(&mut replace, "scheme", &self.kind.scheme().as_str().to_string(), &o.scheme);
+        compare(&mut replace, "type", &self.kind.lb_type().as_str().to_string(), &o.kind);
         let mut update = self.tags.diff(&o.tags);
         compare(&mut update, "subnets", &join(&self.subnets), &join(&o.subnets));
         compare(&mut update, "security_groups", &join(&self.security_groups), &join(&o.security_groups));
@@ -150,9 +179,11 @@ impl Resource for LoadBalancerSpec {
             .create_load_balancer()
             .name(&self.name)
             .set_subnets(Some(self.subnets.iter().cloned().collect()))
-            .set_security_groups(Some(self.security_groups.iter().cloned().collect()))
-            .scheme(LoadBalancerSchemeEnum::InternetFacing)
-            .r#type(LoadBalancerTypeEnum::Application)
+            // A Network Load Balancer without security groups: its targets' group admits the
+            // VPC's range (the NLB's own addresses) instead.
+            .set_security_groups((!self.security_groups.is_empty()).then(|| self.security_groups.iter().cloned().collect()))
+            .scheme(self.kind.scheme())
+            .r#type(self.kind.lb_type())
             .set_tags(Some(elb_tags(&self.tags)))
             .customize()
             .no_blind_retry()

@@ -1,8 +1,9 @@
-//! The service's IP target group: Fargate tasks register by IP on the container port;
-//! health check `/api/v1/healthz`. Port, protocol, VPC and target type are fixed at
-//! creation, so a change to one of them is a replacement: the new group is created (its
-//! name carries a hash of those fields, since names are unique per account and region), the
-//! listener and the service move to it, then the old one is deleted.
+//! The service's IP target group: Fargate tasks register by IP on the container port, with
+//! an HTTP health check on `/api/v1/healthz`; protocol HTTP behind the ALB, TCP behind the
+//! internal NLB. Port, protocol, VPC and target type are fixed at creation, so a change to
+//! one of them is a replacement: the new group is created (its name carries a hash of those
+//! fields, since names are unique per account and region), the listener and the service
+//! move to it, then the old one is deleted.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -21,6 +22,8 @@ pub struct TargetGroupSpec {
     pub stack: String,
     pub vpc_id: String,
     pub port: u16,
+    /// HTTP (an ALB's) or TCP (an NLB's).
+    pub protocol: ProtocolEnum,
     pub health_check_path: String,
 }
 
@@ -32,6 +35,7 @@ pub struct TargetGroup {
     pub port: i32,
     pub protocol: String,
     pub target_type: String,
+    pub health_check_protocol: String,
     pub health_check_path: String,
     pub matcher: String,
     pub tags: BTreeMap<String, String>,
@@ -42,7 +46,7 @@ impl TargetGroupSpec {
     /// group that must be replaced.
     pub fn name(&self) -> String {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (self.port, "HTTP", "ip", &self.vpc_id).hash(&mut h);
+        (self.port, self.protocol.as_str(), "ip", &self.vpc_id).hash(&mut h);
         format!("{}-tg-{:08x}", self.stack, h.finish() as u32)
     }
 }
@@ -55,6 +59,7 @@ fn observe(t: &aws_sdk_elasticloadbalancingv2::types::TargetGroup) -> TargetGrou
         port: t.port().unwrap_or_default(),
         protocol: t.protocol().map(|p| p.as_str().to_string()).unwrap_or_default(),
         target_type: t.target_type().map(|p| p.as_str().to_string()).unwrap_or_default(),
+        health_check_protocol: t.health_check_protocol().map(|p| p.as_str().to_string()).unwrap_or_default(),
         health_check_path: t.health_check_path().unwrap_or_default().to_string(),
         matcher: t.matcher().and_then(|m| m.http_code()).unwrap_or_default().to_string(),
         tags: BTreeMap::new(),
@@ -134,10 +139,15 @@ impl Resource for TargetGroupSpec {
     fn diff(&self, o: &TargetGroup) -> Diff {
         let mut replace = Vec::new();
         compare(&mut replace, "port", &i32::from(self.port), &o.port);
-        compare(&mut replace, "protocol", &"HTTP".to_string(), &o.protocol);
+        compare(&mut replace, "protocol", &self.protocol.as_str().to_string(), &o.protocol);
         compare(&mut replace, "target_type", &"ip".to_string(), &o.target_type);
         compare(&mut replace, "vpc_id", &self.vpc_id, &o.vpc_id);
         let mut update = self.tags.diff(&o.tags);
+        // An answer without a health check protocol is not compared (moto omits it for
+        // groups created without one); AWS always returns it.
+        if !o.health_check_protocol.is_empty() {
+            compare(&mut update, "health_check_protocol", &"HTTP".to_string(), &o.health_check_protocol);
+        }
         compare(&mut update, "health_check_path", &self.health_check_path, &o.health_check_path);
         compare(&mut update, "matcher", &"200".to_string(), &o.matcher);
         Diff::from_changes(update, replace)
@@ -149,10 +159,13 @@ impl Resource for TargetGroupSpec {
             .await
             .create_target_group()
             .name(self.name())
-            .protocol(ProtocolEnum::Http)
+            .protocol(self.protocol.clone())
             .port(self.port.into())
             .vpc_id(&self.vpc_id)
             .target_type(TargetTypeEnum::Ip)
+            // HTTP on `/healthz` for either protocol: a TCP check would pass a task whose
+            // server accepts connections but cannot answer.
+            .health_check_protocol(ProtocolEnum::Http)
             .health_check_path(&self.health_check_path)
             .matcher(Matcher::builder().http_code("200").build())
             .set_tags(Some(elb_tags(&self.tags)))
@@ -165,11 +178,13 @@ impl Resource for TargetGroupSpec {
     }
 
     async fn update(&self, ctx: &Ctx, _logical_id: &str, o: &TargetGroup) -> Result<Option<String>, AwsError> {
-        if self.health_check_path != o.health_check_path || o.matcher != "200" {
+        let protocol_drift = !o.health_check_protocol.is_empty() && o.health_check_protocol != "HTTP";
+        if self.health_check_path != o.health_check_path || o.matcher != "200" || protocol_drift {
             ctx.elb()
                 .await
                 .modify_target_group()
                 .target_group_arn(&o.arn)
+                .health_check_protocol(ProtocolEnum::Http)
                 .health_check_path(&self.health_check_path)
                 .matcher(Matcher::builder().http_code("200").build())
                 .send()
