@@ -2,22 +2,27 @@
 # Times infra against a fresh moto: fresh `up`, no-op `up`, `status`, `down`, each
 # repeated (default 5 rounds) and reported as min/median/max wall time with the AWS call
 # counts (mutating / read) from infra's own call log and the state writes infra reports.
-#   scripts/bench.sh [--runs N] [--latency-ms MS] [--state local|s3]
+#   scripts/bench.sh [--runs N] [--latency-ms MS] [--state local|s3] [--integration public|private]
 # --state s3 measures the S3 state backend (a versioned bucket in the same moto) beside the
 # local one, alternating rounds so both see the same machine load, and prints the ratio.
 # --latency-ms puts ../shared/bench/awsproxy.py (if present) between infra and moto to add
 # a per-request round trip, as the Terraform anchor was also measured.
+# --integration private measures the stack with the VPC link to an internal NLB.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=5
 latency=0
 backends=local
+integration=public
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --latency-ms) latency=$2; shift 2 ;;
     --state)
       case "$2" in local) backends=local ;; s3) backends="local s3" ;; *) echo "--state takes local or s3" >&2; exit 1 ;; esac
+      shift 2 ;;
+    --integration)
+      case "$2" in public|private) integration=$2 ;; *) echo "--integration takes public or private" >&2; exit 1 ;; esac
       shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 1 ;;
   esac
@@ -70,7 +75,7 @@ for b in $backends; do
   fi
   # moto has no image registry and never completes an ECS rollout: a prebuilt image URI,
   # and no rollout wait (as the tests run it).
-  sed -i 's|^source_code_path = .*|image = "public.ecr.aws/docker/library/books-api:1.0"|; s|^wait_for_rollout = true|wait_for_rollout = false|' "$work/$b/infra.toml"
+  sed -i 's|^source_code_path = .*|image = "public.ecr.aws/docker/library/books-api:1.0"|; s|^wait_for_rollout = true|wait_for_rollout = false|; s|^integration = "public"|integration = "'"$integration"'"|' "$work/$b/infra.toml"
 done
 
 results="$work/results.tsv"

@@ -234,14 +234,8 @@ async fn drift_in_the_edge_tier_is_reported_and_repaired_without_a_new_deploymen
 
     let status = project.infra(&["status", "--json"]);
     assert_eq!(status.code, 2, "{status:?}");
-    let report: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    let by_id: BTreeMap<String, serde_json::Value> =
-        report["resources"].as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap().to_string(), r.clone())).collect();
-    let change = |id: &str, field: &str| -> serde_json::Value {
-        let r = &by_id[id];
-        assert_eq!(r["status"], "drifted", "{id}: {r}");
-        r["changes"].as_array().unwrap().iter().find(|c| c["field"] == field).cloned().unwrap_or_else(|| panic!("{id} lacks {field}: {r}"))
-    };
+    let by_id = status_by_id(&status);
+    let change = |id: &str, field: &str| drift_change(&by_id, id, field);
     assert_eq!(change("api.stage", "cache_cluster_enabled")["found"], "false");
     assert_eq!(change("api.method.book_id.get", "authorization_type")["found"], "NONE");
     assert_eq!(change("lambda.limits", "timeout")["found"], "3");

@@ -2,8 +2,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
 use aws_sdk_ec2::types::{IpPermission, IpRange};
 use support::*;
 
@@ -81,9 +79,7 @@ async fn out_of_band_changes_are_reported_as_drift_and_repaired_by_up() {
 
     let status = project.infra(&["status", "--json"]);
     assert_eq!(status.code, 2, "{status:?}");
-    let report: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    let by_id: BTreeMap<String, serde_json::Value> =
-        report["resources"].as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap().to_string(), r.clone())).collect();
+    let by_id = status_by_id(&status);
     let alb = &by_id["sg.alb"];
     assert_eq!(alb["status"], "drifted");
     assert_eq!(alb["changes"][0]["field"], "ingress");

@@ -141,14 +141,8 @@ async fn drift_in_the_data_and_compute_tiers_is_reported_and_repaired() {
 
     let status = project.infra(&["status", "--json"]);
     assert_eq!(status.code, 2, "{status:?}");
-    let report: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    let by_id: BTreeMap<String, serde_json::Value> =
-        report["resources"].as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap().to_string(), r.clone())).collect();
-    let change = |id: &str, field: &str| -> serde_json::Value {
-        let r = &by_id[id];
-        assert_eq!(r["status"], "drifted", "{id}: {r}");
-        r["changes"].as_array().unwrap().iter().find(|c| c["field"] == field).cloned().unwrap_or_else(|| panic!("{id} lacks {field}: {r}"))
-    };
+    let by_id = status_by_id(&status);
+    let change = |id: &str, field: &str| drift_change(&by_id, id, field);
     assert_eq!((change("ecs_service", "desired_count")["wanted"].as_str(), change("ecs_service", "desired_count")["found"].as_str()), (Some("2"), Some("5")));
     assert_eq!(change("target_group", "health_check_path")["found"], "/");
     assert_eq!((change("log_group.service", "retention_in_days")["wanted"].as_str(), change("log_group.service", "retention_in_days")["found"].as_str()), (Some("30"), Some("7")));

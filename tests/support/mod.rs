@@ -621,6 +621,19 @@ pub fn full_inventory() -> Inventory {
     }
 }
 
+/// The resources of a `status --json` report, by logical id.
+pub fn status_by_id(status: &Run) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let report: serde_json::Value = serde_json::from_str(&status.stdout).unwrap_or_else(|e| panic!("status --json: {e}: {status:?}"));
+    report["resources"].as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap().to_string(), r.clone())).collect()
+}
+
+/// The change to `field` that a report says drifted resource `id` has.
+pub fn drift_change(by_id: &std::collections::BTreeMap<String, serde_json::Value>, id: &str, field: &str) -> serde_json::Value {
+    let r = &by_id[id];
+    assert_eq!(r["status"], "drifted", "{id}: {r}");
+    r["changes"].as_array().unwrap().iter().find(|c| c["field"] == field).cloned().unwrap_or_else(|| panic!("{id} lacks {field}: {r}"))
+}
+
 /// What one converged stack holds with `integration = "private"`: no ALB security group,
 /// an NLB (with its target group and listener) in the ALB's place, and the VPC link.
 pub fn private_inventory() -> Inventory {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_apigateway::types::{AuthorizerType, Op};
 
-use super::{by_api, conflict_means, patch, split_id};
+use super::{conflict_means, find_children, patch, split_id};
 use crate::aws::{aws_error, aws_error_typed, found, AwsError, ErrorClass, SendOnce};
 use crate::resources::{compare, Ctx, Diff, Kind, Replacement, Resource};
 
@@ -123,11 +123,7 @@ impl Resource for AuthorizerSpec {
     const DELETED_WITH: Option<Kind> = Some(Kind::RestApi);
 
     async fn find_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<Authorizer>, AwsError> {
-        let mut out = Vec::new();
-        for (api, ids) in by_api(ids) {
-            out.extend(all(ctx, &api).await?.into_iter().filter(|a| ids.contains(&format!("{}/{}", a.api_id, a.id))));
-        }
-        Ok(out)
+        find_children(ids, |api| async move { all(ctx, &api).await }, |a| format!("{}/{}", a.api_id, a.id)).await
     }
 
     async fn delete(ctx: &Ctx, id: &str, _recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {

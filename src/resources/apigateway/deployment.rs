@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{by_api, conflict_means, split_id};
+use super::{conflict_means, find_children, split_id};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::aws::{aws_error, aws_error_typed, found, AwsError, ErrorClass, SendOnce};
@@ -102,11 +102,7 @@ impl Resource for DeploymentSpec {
     const DELETED_WITH: Option<Kind> = Some(Kind::RestApi);
 
     async fn find_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<Deployment>, AwsError> {
-        let mut out = Vec::new();
-        for (api, ids) in by_api(ids) {
-            out.extend(all(ctx, &api).await?.into_iter().filter(|d| ids.contains(&format!("{}/{}", d.api_id, d.id))));
-        }
-        Ok(out)
+        find_children(ids, |api| async move { all(ctx, &api).await }, |d| format!("{}/{}", d.api_id, d.id)).await
     }
 
     async fn delete(ctx: &Ctx, id: &str, _recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {

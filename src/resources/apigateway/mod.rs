@@ -15,10 +15,12 @@ pub mod rest_api;
 pub mod stage;
 pub mod vpc_link;
 
+use std::collections::HashMap;
+
 use aws_sdk_apigateway::types::{Op, PatchOperation, Resource as ApiResourceItem};
 
 use crate::aws::{aws_error, found, AwsError, ErrorClass};
-use crate::resources::Ctx;
+use crate::resources::{Ctx, StackTags};
 
 /// Splits `<api id>/<rest>` into its two parts.
 pub fn split_id(pid: &str) -> (&str, &str) {
@@ -42,6 +44,24 @@ pub fn arn(region: &str, api: &str, stage: Option<&str>) -> String {
     }
 }
 
+/// The stack's tags as API Gateway's create and tagging calls take them.
+pub fn tag_map(tags: &StackTags) -> HashMap<String, String> {
+    tags.pairs().into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Puts the stack's tags on an API, a stage or a VPC link, by its tagging ARN.
+pub async fn put_tags(ctx: &Ctx, resource_arn: String, tags: &StackTags, what: &str) -> Result<(), AwsError> {
+    ctx.apigateway()
+        .await
+        .tag_resource()
+        .resource_arn(resource_arn)
+        .set_tags(Some(tag_map(tags)))
+        .send()
+        .await
+        .map_err(|e| aws_error("TagResource", what, e))?;
+    Ok(())
+}
+
 /// A ConflictException: the name, path or verb is taken (by an earlier attempt of ours,
 /// which the engine's lookup then finds), or something still uses what is deleted.
 /// (NotFoundException is NotFound by the shared code table.)
@@ -63,6 +83,20 @@ pub async fn resources_of(ctx: &Ctx, api: &str) -> Result<Option<Vec<ApiResource
             return Ok(Some(out));
         }
     }
+}
+
+/// Reads many children of APIs (paths, authorizers, deployments, stages) with one listing per
+/// API: `list` reads one API's children, `pid` names a child as its physical id.
+pub async fn find_children<T, F, Fut>(ids: &[String], list: F, pid: impl Fn(&T) -> String) -> Result<Vec<T>, AwsError>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, AwsError>>,
+{
+    let mut out = Vec::new();
+    for (api, wanted) in by_api(ids) {
+        out.extend(list(api).await?.into_iter().filter(|child| wanted.contains(&pid(child))));
+    }
+    Ok(out)
 }
 
 /// Groups physical ids `<api>/<rest>` by API.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{by_api, conflict_means, resources_of, split_id};
+use super::{conflict_means, find_children, resources_of, split_id};
 use crate::aws::{aws_error, aws_error_typed, AwsError, ErrorClass, SendOnce};
 use crate::resources::{compare, Ctx, Diff, Kind, Replacement, Resource};
 
@@ -95,11 +95,7 @@ impl Resource for ApiResourceSpec {
     const DELETED_WITH: Option<Kind> = Some(Kind::RestApi);
 
     async fn find_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<ApiResource>, AwsError> {
-        let mut out = Vec::new();
-        for (api, ids) in by_api(ids) {
-            out.extend(all(ctx, &api).await?.into_iter().filter(|r| ids.contains(&format!("{}/{}", r.api_id, r.id))));
-        }
-        Ok(out)
+        find_children(ids, |api| async move { all(ctx, &api).await }, |r| format!("{}/{}", r.api_id, r.id)).await
     }
 
     async fn delete(ctx: &Ctx, id: &str, _recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {

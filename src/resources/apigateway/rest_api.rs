@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, Op, RestApi as SdkRestApi};
 
-use super::{arn, escape_path, patch};
+use super::{arn, escape_path, patch, put_tags, tag_map};
 use crate::aws::{aws_error, found, AwsError, SendOnce};
 use crate::resources::network::has_stack_tags;
 use crate::resources::{compare, Ctx, Diff, Replacement, Resource, StackTags};
@@ -108,7 +108,7 @@ impl Resource for RestApiSpec {
             .description(&self.description)
             .endpoint_configuration(EndpointConfiguration::builder().types(EndpointType::Regional).build())
             .set_binary_media_types(Some(self.binary_media_types.clone()))
-            .set_tags(Some(self.tags.pairs().into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+            .set_tags(Some(tag_map(&self.tags)))
             .customize()
             .no_blind_retry()
             .send()
@@ -146,14 +146,7 @@ impl Resource for RestApiSpec {
                 .map_err(|e| aws_error("UpdateRestApi", &o.id, e))?;
         }
         if !self.tags.diff(&o.tags).is_empty() {
-            ctx.apigateway()
-                .await
-                .tag_resource()
-                .resource_arn(arn(&ctx.aws.region, &o.id, None))
-                .set_tags(Some(self.tags.pairs().into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
-                .send()
-                .await
-                .map_err(|e| aws_error("TagResource", &o.id, e))?;
+            put_tags(ctx, arn(&ctx.aws.region, &o.id, None), &self.tags, &o.id).await?;
         }
         Ok(None)
     }

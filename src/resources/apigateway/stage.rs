@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_apigateway::types::{CacheClusterSize, Op, Stage as SdkStage};
 
-use super::{arn, by_api, conflict_means, patch, split_id};
+use super::{arn, conflict_means, find_children, patch, put_tags, split_id, tag_map};
 use crate::aws::{aws_error, aws_error_typed, found, AwsError, ErrorClass, SendOnce};
 use crate::resources::{compare, Ctx, Diff, Kind, Replacement, Resource, StackTags};
 
@@ -168,7 +168,7 @@ impl Resource for StageSpec {
             .deployment_id(&self.deployment_id)
             .cache_cluster_enabled(self.cache_cluster_enabled)
             .cache_cluster_size(CacheClusterSize::from(self.cache_cluster_size.as_str()))
-            .set_tags(Some(self.tags.pairs().into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+            .set_tags(Some(tag_map(&self.tags)))
             .customize()
             .no_blind_retry()
             .send()
@@ -191,14 +191,7 @@ impl Resource for StageSpec {
                 .map_err(|e| aws_error("UpdateStage", &o.name, e))?;
         }
         if !self.tags.diff(&o.tags).is_empty() {
-            ctx.apigateway()
-                .await
-                .tag_resource()
-                .resource_arn(arn(&ctx.aws.region, &o.api_id, Some(&o.name)))
-                .set_tags(Some(self.tags.pairs().into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
-                .send()
-                .await
-                .map_err(|e| aws_error("TagResource", &o.name, e))?;
+            put_tags(ctx, arn(&ctx.aws.region, &o.api_id, Some(&o.name)), &self.tags, &o.name).await?;
         }
         Ok(None)
     }
@@ -217,11 +210,7 @@ impl Resource for StageSpec {
     const DELETED_WITH: Option<Kind> = Some(Kind::RestApi);
 
     async fn find_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<Stage>, AwsError> {
-        let mut out = Vec::new();
-        for (api, ids) in by_api(ids) {
-            out.extend(all(ctx, &api).await?.into_iter().filter(|s| ids.contains(&format!("{}/{}", s.api_id, s.name))));
-        }
-        Ok(out)
+        find_children(ids, |api| async move { all(ctx, &api).await }, |s| format!("{}/{}", s.api_id, s.name)).await
     }
 
     async fn delete(ctx: &Ctx, id: &str, _recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_apigateway::types::{Op, VpcLinkStatus};
 
-use super::patch;
+use super::{patch, put_tags, tag_map};
 use crate::aws::{aws_error, found, AwsError, ErrorClass, SendOnce};
 use crate::resources::network::has_stack_tags;
 use crate::resources::{compare, wait_until, Ctx, Diff, Kind, Lifecycle, Poll, Replacement, Resource, StackTags};
@@ -120,7 +120,7 @@ impl Resource for VpcLinkSpec {
             .name(&self.name)
             .description(&self.description)
             .set_target_arns(Some(self.target_arns.clone()))
-            .set_tags(Some(self.tags.pairs().into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+            .set_tags(Some(tag_map(&self.tags)))
             .customize()
             .no_blind_retry()
             .send()
@@ -165,14 +165,7 @@ impl Resource for VpcLinkSpec {
                 .map_err(|e| aws_error("UpdateVpcLink", &o.id, e))?;
         }
         if !self.tags.diff(&o.tags).is_empty() {
-            ctx.apigateway()
-                .await
-                .tag_resource()
-                .resource_arn(link_arn(&ctx.aws.region, &o.id))
-                .set_tags(Some(self.tags.pairs().into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
-                .send()
-                .await
-                .map_err(|e| aws_error("TagResource", &o.id, e))?;
+            put_tags(ctx, link_arn(&ctx.aws.region, &o.id), &self.tags, &o.id).await?;
         }
         Ok(None)
     }
