@@ -153,14 +153,25 @@ fn denying_endpoint() -> String {
                     }
                 }
             }
-            // In the protocol's own error format: EC2's, or the other query services' (STS).
-            let body = if String::from_utf8_lossy(&request).contains("Action=GetCallerIdentity") {
-                "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to perform: sts:GetCallerIdentity</Message></Error><RequestId>denied-1</RequestId></ErrorResponse>"
+            // In each protocol's own error format, so whichever denied call the run meets
+            // first (the sweeps of every kind run at once) reads as a denial.
+            let text = String::from_utf8_lossy(&request).to_string();
+            let head = text.split("\r\n\r\n").next().unwrap_or("").to_ascii_lowercase();
+            let (content_type, extra_header, body) = if text.contains("Action=") && text.contains("Version=2016-11-15") {
+                ("text/xml;charset=UTF-8", "", "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>denied-1</RequestID></Response>".to_string())
+            } else if text.contains("Action=") {
+                // The other query services (STS, RDS, IAM, ELB).
+                ("text/xml;charset=UTF-8", "", "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to perform this action</Message></Error><RequestId>denied-1</RequestId></ErrorResponse>".to_string())
+            } else if head.contains("x-amz-target:") {
+                ("application/x-amz-json-1.1", "", r#"{"__type":"AccessDeniedException","message":"User is not authorized to perform this action"}"#.to_string())
+            } else if head.contains("/s3/aws4_request") {
+                ("application/xml", "", "<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>denied-1</RequestId></Error>".to_string())
             } else {
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>denied-1</RequestID></Response>"
+                // REST-JSON (API Gateway, Lambda).
+                ("application/json", "x-amzn-ErrorType: AccessDeniedException\r\n", r#"{"message":"User is not authorized to perform this action"}"#.to_string())
             };
             let response = format!(
-                "HTTP/1.1 403 Forbidden\r\nx-amzn-RequestId: denied-1\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 403 Forbidden\r\nx-amzn-RequestId: denied-1\r\n{extra_header}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = stream.write_all(response.as_bytes());

@@ -552,6 +552,12 @@ async fn a_private_integration_reaches_an_internal_nlb_through_a_vpc_link_and_sw
     let down = project.infra(&["down", "--yes"]);
     assert_ok(&down);
     assert_eq!(inventory(&aws).await, Inventory::default(), "{down:?}");
+    // AWS refuses to delete a link that integrations reference, or an NLB that a link
+    // targets: the API goes first, then the link, then the NLB.
+    let calls = project.calls();
+    let at = |op: &str| calls.iter().position(|c| c.operation == op && c.outcome == "ok").unwrap_or_else(|| panic!("no {op}"));
+    assert!(at("DeleteRestApi") < at("DeleteVpcLink"), "{calls:?}");
+    assert!(at("DeleteVpcLink") < at("DeleteLoadBalancer"), "{calls:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_apigateway::types::{Op, VpcLinkStatus};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::{patch, put_tags, tag_map};
-use crate::aws::{aws_error, found, AwsError, ErrorClass, SendOnce};
+use crate::aws::{aws_error, aws_error_typed, found, AwsError, ErrorClass, SendOnce};
 use crate::resources::network::has_stack_tags;
 use crate::resources::{compare, wait_until, Ctx, Diff, Kind, Lifecycle, Poll, Replacement, Resource, StackTags};
 
@@ -94,6 +95,11 @@ impl Resource for VpcLinkSpec {
 
     const DELETE_BEFORE: &'static [(Kind, &'static str)] =
         &[(Kind::LoadBalancer, "DeleteLoadBalancer: ResourceInUse while a VPC link targets the load balancer")];
+
+    /// `down` forgets the methods that use the link (they go with their API), so the API's
+    /// delete must come first.
+    const DELETE_AFTER: &'static [(Kind, &'static str)] =
+        &[(Kind::RestApi, "DeleteVpcLink: BadRequest while an API's integrations reference the link")];
 
     async fn find(&self, ctx: &Ctx, id: &str) -> Result<Option<VpcLink>, AwsError> {
         find_vpc_link(ctx, id).await
@@ -204,7 +210,12 @@ impl Resource for VpcLinkSpec {
             return Ok(());
         }
         let deleted = ctx.apigateway().await.delete_vpc_link().vpc_link_id(id).send().await;
-        match deleted.map_err(|e| aws_error("DeleteVpcLink", id, e)) {
+        // "Cannot delete vpc link …, is referenced in [GET:abc123] …": a method still uses
+        // it (one moving off it, or an API not yet gone); the engine waits and tries again.
+        let in_use = |e: &aws_sdk_apigateway::operation::delete_vpc_link::DeleteVpcLinkError| {
+            (e.code() == Some("BadRequestException") && e.message().is_some_and(|m| m.contains("referenced"))).then_some(ErrorClass::DependencyViolation)
+        };
+        match deleted.map_err(|e| aws_error_typed("DeleteVpcLink", id, e, in_use)) {
             Ok(_) => {}
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
