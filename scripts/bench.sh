@@ -2,18 +2,21 @@
 # Times infra against a fresh moto: fresh `up`, no-op `up`, `status`, `down`, each
 # repeated (default 5 rounds) and reported as min/median/max wall time with the AWS call
 # counts (mutating / read) from infra's own call log and the state writes infra reports.
-#   scripts/bench.sh [--runs N] [--latency-ms MS] [--state local|s3] [--integration public|private]
+#   scripts/bench.sh [--runs N] [--latency-ms MS] [--state local|s3] [--integration public|private] [--release]
 # --state s3 measures the S3 state backend (a versioned bucket in the same moto) beside the
 # local one, alternating rounds so both see the same machine load, and prints the ratio.
 # --latency-ms puts ../shared/bench/awsproxy.py (if present) between infra and moto to add
 # a per-request round trip, as the Terraform anchor was also measured.
 # --integration private measures the stack with the VPC link to an internal NLB.
+# --release measures the release build (what `cargo install` gives a user) instead of the
+# dev build; the first one compiles the SDK crates optimised, which takes a while.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=5
 latency=0
 backends=local
 integration=public
+profile=debug
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
@@ -24,15 +27,19 @@ while [ $# -gt 0 ]; do
     --integration)
       case "$2" in public|private) integration=$2 ;; *) echo "--integration takes public or private" >&2; exit 1 ;; esac
       shift 2 ;;
+    --release) profile=release; shift ;;
     *) echo "unknown argument $1" >&2; exit 1 ;;
   esac
 done
 
 venv=$("$root/scripts/moto-venv.sh")
-# The dev build the tests use (dependencies unoptimised): a release build of the SDK
-# takes far longer to compile than it saves here, where moto's own time dominates.
-(cd "$root" && cargo build --quiet --workspace)
-infra="${CARGO_TARGET_DIR:-$root/target}/debug/infra"
+# By default the dev build the tests use (dependencies unoptimised, already built).
+if [ "$profile" = release ]; then
+  (cd "$root" && cargo build --quiet --release -p infra)
+else
+  (cd "$root" && cargo build --quiet --workspace)
+fi
+infra="${CARGO_TARGET_DIR:-$root/target}/$profile/infra"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
