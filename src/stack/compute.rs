@@ -21,6 +21,15 @@ use crate::resources::StackTags;
 pub const CONTAINER_NAME: &str = "books-api";
 pub const HEALTH_CHECK_PATH: &str = "/api/v1/healthz";
 
+/// Where the service is reached: the logical ids of the load balancer, its target group and
+/// listener, and their protocol — the public ALB, or the internal NLB behind the VPC link.
+pub fn front(integration: Integration) -> (&'static str, &'static str, &'static str, ProtocolEnum) {
+    match integration {
+        Integration::Public => ("alb", "target_group", "listener.http", ProtocolEnum::Http),
+        Integration::Private => ("nlb", "target_group.nlb", "listener.nlb", ProtocolEnum::Tcp),
+    }
+}
+
 pub fn add(stack: &mut Stack, settings: &Settings, region: &str) {
     let cfg = settings.config.clone();
     let name = cfg.stack.clone();
@@ -48,11 +57,7 @@ pub fn add(stack: &mut Stack, settings: &Settings, region: &str) {
     let (t, cluster) = (tags("ecs_cluster"), cfg.stack.clone());
     stack.add("ecs_cluster", &[], move |_| EcsClusterSpec { tags: t.clone(), name: cluster.clone() });
 
-    // Where the service is reached: the public ALB, or the internal NLB behind the VPC link.
-    let (lb, target_group, listener) = match settings.integration {
-        Integration::Public => ("alb", "target_group", "listener.http"),
-        Integration::Private => ("nlb", "target_group.nlb", "listener.nlb"),
-    };
+    let (lb, target_group, listener, protocol) = front(settings.integration);
     let (t, lb_name, integration) = (tags(lb), format!("{}-{lb}", cfg.stack), settings.integration);
     stack.add(lb, &[], move |r| {
         let (kind, subnets, security_groups) = match integration {
@@ -62,10 +67,6 @@ pub fn add(stack: &mut Stack, settings: &Settings, region: &str) {
         LoadBalancerSpec { tags: t.clone(), name: lb_name.clone(), kind, subnets: subnets.into(), security_groups }
     });
 
-    let protocol = match settings.integration {
-        Integration::Public => ProtocolEnum::Http,
-        Integration::Private => ProtocolEnum::Tcp,
-    };
     let (t, prefix, port, p) = (tags(target_group), cfg.stack.clone(), cfg.container_port, protocol.clone());
     stack.add(target_group, &[], move |r| TargetGroupSpec {
         tags: t.clone(),

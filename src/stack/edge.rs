@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use super::{Refs, Stack};
+use super::{compute, Refs, Stack};
 use crate::config::{Integration, Settings};
 use crate::resources::apigateway::authorizer::AuthorizerSpec;
 use crate::resources::apigateway::deployment::{DeploymentSpec, DESCRIPTION_PREFIX};
@@ -101,10 +101,7 @@ fn method_spec(r: &Refs, route: &Route, inputs: &ApiInputs) -> MethodSpec {
             http_method: route.verb.into(),
             // The seed's way: basic-auth credentials in the URI (see `method` on the secret).
             // Public: over the internet to the ALB; private: through the VPC link to the NLB.
-            uri: match inputs.integration {
-                Integration::Public => format!("http://{}:{REDACTED}@{}{backend}", inputs.basic_auth_user, r.attr("alb", "dns_name")),
-                Integration::Private => format!("http://{}:{REDACTED}@{}{backend}", inputs.basic_auth_user, r.attr("nlb", "dns_name")),
-            },
+            uri: format!("http://{}:{REDACTED}@{}{backend}", inputs.basic_auth_user, r.attr(compute::front(inputs.integration).0, "dns_name")),
             secret: Some(UriSecret { parameter: inputs.basic_auth_parameter.clone(), fingerprint: r.attr("ssm.basic_auth_password", "fingerprint") }),
             credentials: None,
             vpc_link: (inputs.integration == Integration::Private).then(|| r.id("vpc_link")),

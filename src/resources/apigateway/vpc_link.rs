@@ -206,9 +206,6 @@ impl Resource for VpcLinkSpec {
 
     /// Waits until the link is gone: until then the NLB it targets cannot be deleted.
     async fn delete(ctx: &Ctx, id: &str, _recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {
-        if find_vpc_link(ctx, id).await?.is_none() {
-            return Ok(());
-        }
         let deleted = ctx.apigateway().await.delete_vpc_link().vpc_link_id(id).send().await;
         // "Cannot delete vpc link …, is referenced in [GET:abc123] …": a method still uses
         // it (one moving off it, or an API not yet gone); the engine waits and tries again.

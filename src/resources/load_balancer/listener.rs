@@ -1,6 +1,6 @@
-//! The port-80 listener forwarding to the target group (HTTP on the ALB, TCP on the NLB). Found by its key (load balancer +
-//! port): a repeated create meets `DuplicateListener`, and the engine's lookup by that key
-//! finds the listener the first attempt made.
+//! The port-80 listener forwarding to the target group (HTTP on the ALB, TCP on the NLB).
+//! Found by its key (load balancer + port): a repeated create meets `DuplicateListener`, and
+//! the engine's lookup by that key finds the listener the first attempt made.
 
 use std::collections::BTreeMap;
 
