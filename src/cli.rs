@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(name = "infra", version, about = "Provision the books API stack on AWS by calling AWS APIs directly")]
@@ -84,6 +84,39 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         url: Option<String>,
     },
+    /// Draw the stack's dependency graph, as `up` runs it: tiers, live status, hidden
+    /// delete-order edges, and the slowest chain of the last `up` / `down`.
+    Graph {
+        /// dot (Graphviz source), mermaid, or svg (rendered by Graphviz's `dot`).
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+        /// The desired graph without any AWS call: no status colours, placeholder AZ names.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// The stack's monthly cost as configured, per resource and in total (no AWS call).
+    Cost,
+    /// Print a shell completion script: `infra completions bash > /etc/bash_completion.d/infra`.
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page (roff): `infra man > infra.1; man -l infra.1`.
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+    Svg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +165,10 @@ impl Command {
             Command::Token { .. } => "token",
             Command::Cache(CacheCommand::Flush) => "cache flush",
             Command::Smoke { .. } => "smoke",
+            Command::Graph { .. } => "graph",
+            Command::Cost => "cost",
+            Command::Completions { .. } => "completions",
+            Command::Man => "man",
         }
     }
 }

@@ -451,6 +451,11 @@ impl Engine {
         (chain, span)
     }
 
+    /// How long each resource's work of this run took (what `infra graph` draws).
+    pub fn node_times(&self) -> BTreeMap<String, Duration> {
+        self.timings.lock().unwrap().iter().map(|(id, (start, end))| (id.clone(), end.saturating_duration_since(*start))).collect()
+    }
+
     async fn record(&self, id: &str, kind: Kind, observed: &Observed) -> Result<()> {
         self.store.set(
             id,

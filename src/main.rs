@@ -4,12 +4,14 @@ mod aws;
 mod cli;
 mod commands;
 mod config;
+mod cost;
 mod engine;
 mod graph;
 mod progress;
 mod resources;
 mod stack;
 mod state;
+mod timings;
 
 use std::process::ExitCode;
 

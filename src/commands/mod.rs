@@ -1,7 +1,10 @@
 //! One `run` per command; shared set-up (config → lock → AWS → desired stack) lives here.
 
 mod cache;
+mod completions;
+mod cost;
 mod down;
+mod graph;
 mod init;
 mod outputs;
 mod plan;
@@ -30,8 +33,11 @@ use crate::stack::Stack;
 use crate::state::{Location, OpenOptions, State, StateStore};
 
 pub async fn run(cli: Cli) -> Result<u8> {
-    if let Command::Init { state } = &cli.command {
-        return init::run(&cli, state.as_deref());
+    match &cli.command {
+        Command::Init { state } => return init::run(&cli, state.as_deref()),
+        Command::Completions { shell } => return completions::completions(*shell),
+        Command::Man => return completions::man(),
+        _ => {}
     }
     let settings = load_settings(&cli)?;
     match &cli.command {
@@ -46,7 +52,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Token { email } => token::run(&cli, &settings, email).await,
         Command::Cache(command) => cache::run(&cli, &settings, command).await,
         Command::Smoke { quick, url } => smoke::run(&cli, &settings, *quick, url.as_deref()).await,
-        Command::Init { .. } => unreachable!("handled above"),
+        Command::Graph { format, offline } => graph::run(&cli, &settings, *format, *offline).await,
+        Command::Cost => cost::run(&cli, &settings).await,
+        Command::Init { .. } | Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
 }
 
@@ -126,7 +134,22 @@ impl Session {
             store.location()
         );
         self.chain();
+        self.save_timings(cli, verb);
         self.call_detail(cli);
+    }
+
+    /// Keeps this run's times beside the local state for `infra graph`; a failure to write
+    /// them is reported, never the run's failure.
+    fn save_timings(&self, cli: &Cli, verb: &str) {
+        let (chain, span) = self.engine.critical_chain();
+        let times = self.engine.node_times();
+        if times.is_empty() {
+            return;
+        }
+        let path = crate::timings::path(&cli.state_dir, &self.engine.ctx.stack);
+        if let Err(e) = crate::timings::save(&path, &crate::timings::RunTimings::new(verb, &chain, span, &times)) {
+            eprintln!("warning: could not keep this run's timings for `infra graph`: {e:#}");
+        }
     }
 
     /// Which chain of resources set the wall time, each with its own time: what to look
@@ -147,6 +170,29 @@ impl Session {
             }
         }
     }
+}
+
+/// The region without any network call: the config's `region`, else the SDK's environment
+/// and profile files (`AWS_REGION`, `AWS_PROFILE`'s `region`), never instance metadata.
+async fn offline_region(settings: &Settings) -> Option<String> {
+    if let Some(region) = &settings.config.region {
+        return Some(region.clone());
+    }
+    use aws_config::meta::region::RegionProviderChain;
+    let chain = RegionProviderChain::first_try(aws_config::environment::EnvironmentVariableRegionProvider::new())
+        .or_else(aws_config::profile::ProfileFileRegionProvider::new());
+    chain.region().await.map(|r| r.to_string())
+}
+
+/// The desired stack built without AWS: the config's AZ names or placeholders, and a
+/// placeholder account (both only name things; neither changes the graph or the cost).
+fn offline_stack(settings: &Settings, region: &str) -> Result<Stack> {
+    let azs = settings
+        .config
+        .availability_zones
+        .clone()
+        .unwrap_or_else(|| (1..=settings.config.az_count).map(|i| format!("(AZ {i})")).collect());
+    Stack::desired(settings, &azs, region, "(account)")
 }
 
 /// The AZ names: from the config, else those the state's subnets live in (so a region

@@ -5,6 +5,8 @@ mod data;
 mod edge;
 mod network;
 
+pub use compute::front;
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -50,6 +52,8 @@ type Build = Box<dyn Fn(&Refs) -> Box<dyn DynResource> + Send + Sync>;
 pub struct Node {
     pub id: String,
     pub kind: Kind,
+    /// The tier (file of `src/stack/`) that declares the node.
+    pub tier: Tier,
     /// The ids the builder reads, plus ordering edges no reference expresses.
     pub deps: Vec<String>,
     build: Build,
@@ -61,19 +65,50 @@ impl Node {
     }
 }
 
+/// The area of the architecture a node belongs to: one file of `src/stack/` each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    #[default]
+    Network,
+    Data,
+    Compute,
+    Edge,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 4] = [Tier::Network, Tier::Data, Tier::Compute, Tier::Edge];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Network => "network",
+            Tier::Data => "data",
+            Tier::Compute => "compute",
+            Tier::Edge => "edge",
+        }
+    }
+}
+
 /// The desired stack for the validated settings and the two AZ names.
+#[derive(Default)]
 pub struct Stack {
     pub nodes: BTreeMap<String, Node>,
+    /// The tier whose nodes are being added (see `desired`).
+    adding: Tier,
 }
 
 impl Stack {
     /// Every tier's resources; an error if their dependencies form a cycle. `account` names
     /// the payload bucket and scopes ARNs.
     pub fn desired(settings: &Settings, azs: &[String], region: &str, account: &str) -> Result<Stack> {
-        let mut stack = Stack { nodes: BTreeMap::new() };
+        let mut stack = Stack::default();
+        stack.adding = Tier::Network;
         network::add(&mut stack, settings, azs);
+        stack.adding = Tier::Data;
         data::add(&mut stack, settings, region);
+        stack.adding = Tier::Compute;
         compute::add(&mut stack, settings, region);
+        stack.adding = Tier::Edge;
         edge::add(&mut stack, settings, region, account);
         stack.check()?;
         Ok(stack)
@@ -107,7 +142,7 @@ impl Stack {
         let mut deps: BTreeSet<String> = probe.read.into_inner();
         deps.extend(after.iter().map(|a| a.to_string()));
         deps.remove(id);
-        let node = Node { id: id.to_string(), kind: S::KIND, deps: deps.into_iter().collect(), build: Box::new(move |r| Box::new(build(r))) };
+        let node = Node { id: id.to_string(), kind: S::KIND, tier: self.adding, deps: deps.into_iter().collect(), build: Box::new(move |r| Box::new(build(r))) };
         self.nodes.insert(id.to_string(), node);
     }
 
@@ -138,17 +173,37 @@ pub fn destroy_dag(stack: &Stack, present: &BTreeMap<String, Kind>) -> Dag {
             dag.add_edge(dep, &node.id);
         }
     }
-    // AWS's hidden dependencies, declared by the kinds (`DELETE_AFTER`, `DELETE_BEFORE`).
+    for edge in hidden_delete_edges(present) {
+        dag.add_edge(edge.second, edge.first);
+    }
+    dag
+}
+
+/// An ordering of `down` that no reference expresses: `first` must be gone before
+/// `second` is deleted, or AWS answers with the error `reason` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HiddenEdge<'a> {
+    pub first: &'a str,
+    pub second: &'a str,
+    pub reason: &'static str,
+}
+
+/// AWS's hidden dependencies among `present`, declared by the kinds (`DELETE_AFTER`,
+/// `DELETE_BEFORE`), with the reason each declaration gives.
+pub fn hidden_delete_edges(present: &BTreeMap<String, Kind>) -> Vec<HiddenEdge<'_>> {
+    let mut edges = Vec::new();
     for (first, first_kind) in present {
         for (second, second_kind) in present {
-            let declared_by_second = second_kind.delete_after().iter().any(|(k, _)| k == first_kind);
-            let declared_by_first = first_kind.delete_before().iter().any(|(k, _)| k == second_kind);
-            if declared_by_second || declared_by_first {
-                dag.add_edge(second, first);
+            let by_second = second_kind.delete_after().iter().find(|(k, _)| k == first_kind);
+            let by_first = first_kind.delete_before().iter().find(|(k, _)| k == second_kind);
+            if let Some((_, reason)) = by_second.or(by_first) {
+                if first != second {
+                    edges.push(HiddenEdge { first, second, reason });
+                }
             }
         }
     }
-    dag
+    edges
 }
 
 #[cfg(test)]
@@ -199,11 +254,11 @@ mod tests {
     fn a_dependency_cycle_is_an_error_when_the_stack_is_built() {
         use crate::resources::network::vpc::VpcSpec;
         use crate::resources::StackTags;
-        let mut s = Stack { nodes: BTreeMap::new() };
+        let mut s = Stack::default();
         s.add("a", &[], |r| VpcSpec { tags: StackTags::new("t", "a"), cidr: r.id("b") });
         s.add("b", &[], |r| VpcSpec { tags: StackTags::new("t", "b"), cidr: r.id("a") });
         assert!(s.check().unwrap_err().to_string().contains("cycle"));
-        let mut s = Stack { nodes: BTreeMap::new() };
+        let mut s = Stack::default();
         s.add("a", &["nowhere"], |_| VpcSpec { tags: StackTags::new("t", "a"), cidr: String::new() });
         assert!(s.check().unwrap_err().to_string().contains("nowhere"));
     }
@@ -220,6 +275,30 @@ mod tests {
         assert!(pos("sg.db") < pos("sg.ecs") && pos("sg.ecs") < pos("sg.alb"));
         assert!(pos("association.db.b") < pos("route_table.db"));
         assert_eq!(order.last().unwrap(), "vpc");
+    }
+
+    #[test]
+    fn every_node_names_the_tier_that_declares_it() {
+        let s = stack(1);
+        let tier = |id: &str| s.nodes[id].tier;
+        assert_eq!(tier("vpc"), Tier::Network);
+        assert_eq!(tier("sg.db"), Tier::Network);
+        assert_eq!(tier("db_cluster"), Tier::Data);
+        assert_eq!(tier("ecs_service"), Tier::Compute);
+        assert_eq!(tier("api.stage"), Tier::Edge);
+        for t in Tier::ALL {
+            assert!(s.nodes.values().any(|n| n.tier == t), "no node in tier {}", t.as_str());
+        }
+    }
+
+    #[test]
+    fn hidden_edges_carry_the_reason_their_kind_declares() {
+        let s = stack(1);
+        let present: BTreeMap<String, Kind> = s.nodes.values().map(|n| (n.id.clone(), n.kind)).collect();
+        let edges = hidden_delete_edges(&present);
+        let nat = edges.iter().find(|e| e.first == "nat_gateway.a" && e.second == "elastic_ip.a").expect("NAT before its EIP");
+        assert!(nat.reason.contains("InUse"), "{nat:?}");
+        assert!(edges.iter().all(|e| e.first != e.second));
     }
 
     #[test]
