@@ -19,7 +19,7 @@ pub const PRICE_FILE: &str = "prices/aws-prices.toml";
 const PRICES: &str = include_str!("../prices/aws-prices.toml");
 
 /// Cognito's monthly active users that cost nothing (Lite tier).
-const COGNITO_FREE_MAU: u32 = 10_000;
+const COGNITO_FREE_MAU: &str = "10,000";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -600,25 +600,29 @@ pub fn render(e: &Estimate, verbose: bool) -> Vec<String> {
         "Monthly cost in {} ({}), list prices taken {} ({PRICE_FILE}):",
         e.region, e.region_name, e.prices_taken
     )];
-    for r in e.rows.iter().filter(|r| verbose || r.monthly_usd.is_some() || r.missing.is_some()) {
+    // What is billed by the hour first, then what is billed by use.
+    let mut rows: Vec<&Row> = e.rows.iter().filter(|r| verbose || r.monthly_usd.is_some() || r.missing.is_some()).collect();
+    rows.sort_by_key(|r| r.monthly_usd.is_none() && r.missing.is_none());
+    for r in rows {
         let amount = match (r.monthly_usd, &r.missing) {
-            (Some(usd), _) => format!("${usd:>8.2}"),
-            (None, Some(_)) => "  no price".into(),
-            (None, None) => "  per unit".into(),
+            (Some(usd), _) => format!("${usd:.2}"),
+            (None, Some(_)) => "no price".into(),
+            (None, None) => "per unit".into(),
         };
-        let mut line = format!("  {:<22} {amount}  {}", r.id, r.what);
+        let mut line = format!("  {:<22} {amount:>9}  {}", r.id, r.what);
         if let Some(missing) = &r.missing {
             line.push_str(&format!(": {missing}"));
         } else if r.monthly_usd.is_some() {
             line.push_str(&format!(" ({})", r.how));
         }
         if !r.per_unit.is_empty() {
-            line.push_str(&format!("; plus {}", r.per_unit.join(", ")));
+            let joint = if r.monthly_usd.is_some() { "; plus" } else { ":" };
+            line.push_str(&format!("{joint} {}", r.per_unit.join(", ")));
         }
         lines.push(line);
     }
     let usage = e.rows.iter().filter(|r| r.monthly_usd.is_none() && r.missing.is_none()).count();
-    let mut total = format!("  {:<22} ${:>8.2}/month", "total", e.monthly_usd);
+    let mut total = format!("  {:<22} {:>9}/month", "total", format!("${:.2}", e.monthly_usd));
     if usage > 0 || e.rows.iter().any(|r| !r.per_unit.is_empty()) {
         total.push_str(" plus use: requests, GB processed and stored, LCUs (per unit above");
         total.push_str(if verbose { ")" } else { "; `infra cost` lists every one)" });
