@@ -9,18 +9,20 @@ venv=$(scripts/moto-venv.sh)
 export MOTO_SERVER="$venv/bin/moto_server"
 
 # books-api's tests start throwaway PostgreSQL clusters (initdb, pg_ctl) and make a
-# throwaway CA with the openssl command.
-need_pg=false; need_openssl=false
+# throwaway CA with the openssl command; `infra graph`'s tests read its DOT back with
+# Graphviz's `dot` (package graphviz).
+need_pg=false; need_openssl=false; need_dot=false
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pg=true
 command -v openssl >/dev/null 2>&1 || need_openssl=true
-if $need_pg || $need_openssl; then
+command -v dot >/dev/null 2>&1 || need_dot=true
+if $need_pg || $need_openssl || $need_dot; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    pkgs=(); $need_pg && pkgs+=(postgresql); $need_openssl && pkgs+=(openssl)
+    pkgs=(); $need_pg && pkgs+=(postgresql); $need_openssl && pkgs+=(openssl); $need_dot && pkgs+=(graphviz)
     echo "installing ${pkgs[*]}" >&2
     apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >&2
   else
-    echo "missing: PostgreSQL binaries (package postgresql) and/or openssl; install them first" >&2
+    echo "missing: PostgreSQL binaries (package postgresql), openssl and/or Graphviz (package graphviz); install them first" >&2
     exit 1
   fi
 fi
