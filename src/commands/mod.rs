@@ -132,8 +132,10 @@ impl Session {
     /// Which chain of resources set the wall time, each with its own time: what to look
     /// at first when a run is slow (on AWS, the database or the VPC link).
     fn chain(&self) {
+        let t = self.engine.tally();
         let (chain, total) = self.engine.critical_chain();
-        if chain.is_empty() {
+        // A run that changed nothing spent its time reading; no chain set it.
+        if chain.is_empty() || t.created + t.adopted + t.updated + t.deleted == 0 {
             return;
         }
         let links: Vec<String> = chain.iter().map(|(id, d)| format!("{id} {}", crate::progress::short_duration(*d))).collect();
