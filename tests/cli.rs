@@ -52,6 +52,9 @@ fn every_config_error_names_the_key_and_no_aws_request_is_made() {
         ("task_memory = 512", "task_memory = 4096", "task_memory", "4096"),
         ("db_engine_version = \"16.4\"", "db_engine_version = \"latest\"", "db_engine_version", "latest"),
         ("wait_for_rollout = false", "wait_for_rollout = \"yes\"", "wait_for_rollout", "invalid type"),
+        // Type errors whose message quotes the value: the key is still what is named.
+        ("rollout_timeout_seconds = 1200", "rollout_timeout_seconds = -5", "rollout_timeout_seconds", "-5"),
+        ("container_port = 8080", "container_port = 70000", "container_port", "70000"),
     ];
     for (from, to, key, detail) in cases {
         assert!(original.contains(from), "fixture lacks {from:?}");
@@ -65,6 +68,19 @@ fn every_config_error_names_the_key_and_no_aws_request_is_made() {
     }
     assert_eq!(aws.connections.load(Ordering::SeqCst), 0, "a bad config reached AWS");
     assert!(!project.state_path().exists(), "a bad config wrote state");
+}
+
+#[test]
+fn a_source_code_path_that_does_not_exist_is_named_before_the_image_builder_is_looked_for() {
+    let aws = CountingEndpoint::start();
+    let project = Project::at(&aws.url);
+    project.edit_config(&format!("image = \"{TEST_IMAGE}\""), "source_code_path = \"no-such-dir\"");
+    // No builder on PATH at all: had it been looked for first, that would be the error.
+    let run = project.infra_env(&["up"], &[("PATH", "/nonexistent")]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let expected = "infra.toml: invalid config key `source_code_path`: \"no-such-dir\" does not exist (looked for the directory ./no-such-dir)";
+    assert!(run.stderr.contains(expected), "{run:?}");
+    assert_eq!(aws.connections.load(Ordering::SeqCst), 0, "a missing source reached AWS");
 }
 
 #[test]
