@@ -106,6 +106,61 @@ fn lock_held_by_another_process_is_named_and_state_is_untouched() {
     assert_eq!(aws.connections.load(Ordering::SeqCst), 0);
 }
 
+/// Holds the local state lock as another `infra` run would, with its holder record.
+fn hold_local_lock(project: &Project) -> std::fs::File {
+    let state_dir = project.dir.path().join("state");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let mut lock = std::fs::OpenOptions::new().create(true).read(true).write(true).truncate(false).open(state_dir.join("books.lock")).unwrap();
+    lock.lock().unwrap();
+    lock.write_all(br#"{"pid":4242,"host":"ci-box","command":"up","since":"2026-11-25T21:00:00Z"}"#).unwrap();
+    lock
+}
+
+#[test]
+fn with_lock_wait_a_run_waits_for_a_local_lock_and_goes_on_once_it_is_released() {
+    let aws = CountingEndpoint::start();
+    let project = Project::at(&aws.url);
+    let lock = hold_local_lock(&project);
+    let stderr_path = project.dir.path().join("waiting.err");
+    let mut waiting = project
+        .command(&["status", "--lock-wait", "60s"])
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The condition: it says it waits (and has touched nothing).
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&stderr_path).unwrap().contains("state for stack \"books\" is locked by pid 4242 on ci-box running `up` since 2026-11-25T21:00:00Z; waiting up to 1m") {
+        assert!(waiting.try_wait().unwrap().is_none(), "exited instead of waiting: {}", std::fs::read_to_string(&stderr_path).unwrap());
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "never said it waits");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(aws.connections.load(Ordering::SeqCst), 0, "went past a held lock");
+    drop(lock); // the holder exits: the kernel releases its lock
+    let status = waiting.wait().unwrap();
+    // Past the lock it reads AWS, which this endpoint does not answer: an AWS error, not a lock one.
+    assert_eq!(status.code(), Some(1));
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(aws.connections.load(Ordering::SeqCst) > 0, "never got past the lock: {stderr}");
+    assert!(!stderr.contains("error: state for stack"), "{stderr}");
+}
+
+#[test]
+fn unlock_of_a_local_lock_names_its_holder_and_leaves_it_to_its_process() {
+    let aws = CountingEndpoint::start();
+    let project = Project::at(&aws.url);
+    let lock = hold_local_lock(&project);
+    let run = project.infra(&["unlock", "--yes"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("locked by pid 4242 on ci-box running `up` since 2026-11-25T21:00:00Z"), "{run:?}");
+    assert!(run.stderr.contains("A local lock is released when its process exits: stop that process instead"), "{run:?}");
+    drop(lock);
+    let run = project.infra(&["unlock", "--yes"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("state for stack \"books\" in state is not locked"), "{run:?}");
+    assert_eq!(aws.connections.load(Ordering::SeqCst), 0, "a local unlock needs no AWS");
+}
+
 #[test]
 fn down_without_yes_on_a_non_terminal_refuses() {
     let aws = CountingEndpoint::start();

@@ -277,7 +277,8 @@ async fn a_rotated_password_or_changed_definition_makes_one_new_deployment_and_t
         .unwrap();
     let status = project.infra(&["status", "--json"]);
     assert_eq!(status.code, 2, "{status:?}");
-    assert!(status.stdout.contains("integration.uri password (fingerprint)"), "{}", status.stdout);
+    assert!(status.stdout.contains("integration.uri password (SSM version, as cacheNamespace)"), "{}", status.stdout);
+    assert!(status.stdout.contains("-password-v1") && status.stdout.contains("-password-v2"), "wanted version 2, found 1: {}", status.stdout);
     assert!(!status.stdout.contains("Rotated-Password"), "the new value leaked into status");
 
     let up = project.infra(&["up"]);
@@ -286,6 +287,9 @@ async fn a_rotated_password_or_changed_definition_makes_one_new_deployment_and_t
     assert_eq!(ops.iter().filter(|o| *o == "PutIntegration").count(), 5, "the five book methods: {ops:?}");
     assert_eq!(ops.iter().filter(|o| *o == "CreateDeployment").count(), 1, "{ops:?}");
     assert_eq!(ops.iter().filter(|o| *o == "DeleteDeployment").count(), 1, "the old deployment goes: {ops:?}");
+    // The tasks check the password API Gateway now sends: they roll once onto a revision
+    // that reads the new version.
+    assert_eq!(ops.iter().filter(|o| *o == "RegisterTaskDefinition" || *o == "UpdateService").count(), 2, "{ops:?}");
     let second = tail(&project.physical_id("api.deployment"));
     assert_ne!(first, second);
     let stage = c.apigw.get_stage().rest_api_id(&api).stage_name("prod").send().await.unwrap();

@@ -351,6 +351,15 @@ async fn a_rotated_db_password_reaches_aurora_and_the_tasks_in_one_up_and_is_pen
     assert_eq!(status.code, 2, "{status:?}");
     assert!(status.stdout.contains("master_user_password (SSM version): wanted 2, found 1"), "{status:?}");
     assert!(status.stdout.contains("DB_PASSWORD_VERSION"), "the tasks still read version 1: {status:?}");
+    // plan --json says the same, machine-readably: the cluster's pending rotation is one
+    // field change, wanted 2, found 1.
+    let plan = project.infra(&["plan", "--json"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let cluster = plan["resources"].as_array().unwrap().iter().find(|r| r["id"] == "db_cluster").unwrap();
+    let changes: Vec<(String, String, String)> = cluster["changes"].as_array().unwrap().iter().map(|c| (c["field"].as_str().unwrap().into(), c["wanted"].as_str().unwrap().into(), c["found"].as_str().unwrap().into())).collect();
+    assert_eq!(changes, [("master_user_password (SSM version)".to_string(), "2".to_string(), "1".to_string())], "{cluster}");
+    assert_eq!(plan["changes"], plan["resources"].as_array().unwrap().iter().filter(|r| r["action"] != "no_change").count(), "{plan}");
 
     let up = project.infra(&["up"]);
     assert_ok(&up);
