@@ -365,7 +365,7 @@ impl Shared {
             tokio::time::sleep(lease / 3).await;
             let mut held = self.lock.lock().await;
             if self.lapsed().is_some() {
-                *held = None;
+                // Kept: the release deletes it only if its ETag is still ours.
                 return;
             }
             let Some((holder, etag)) = held.as_mut() else { return };
@@ -383,7 +383,12 @@ impl Shared {
                 Ok(Put::Conflict) => {
                     let current = self.current_lock().await.ok().flatten();
                     match current {
-                        Some(c) if c.holder.as_ref().and_then(|h| h.id.as_ref()) == holder.id.as_ref() => *etag = c.etag,
+                        Some(c) if c.holder.as_ref().and_then(|h| h.id.as_ref()) == holder.id.as_ref() => {
+                            // Still ours (our PUT went through, its answer was lost or its
+                            // ETag read differently): held as of this renewal.
+                            *etag = c.etag;
+                            *self.renewed_at.lock().unwrap() = Some((sent, lease));
+                        }
                         other => {
                             let by = other.map(|c| c.describe()).unwrap_or_else(|| "nobody (the lock was deleted)".into());
                             eprintln!("error: lost the state lock of stack {:?} to {by}; this run writes no more state", self.stack);
