@@ -142,13 +142,8 @@ struct Shared {
     /// The lock while held: our holder record and the lock's ETag. Renewals hold it
     /// across their PUT, so a release never races a renewal.
     lock: tokio::sync::Mutex<Option<(LockHolder, String)>>,
-    /// Set when another run took the lock from us, or our lease lapsed: every later write
-    /// fails.
+    /// Set when another run took the lock from us: every later write fails.
     lost: Mutex<Option<String>>,
-    /// When our last lock write that S3 accepted was sent (before it, so that by our clock
-    /// the lease never outlives S3's view of it), and the lease: past it, the lock may be
-    /// another run's, whatever S3 has said so far.
-    renewed_at: Mutex<Option<(Instant, Duration)>>,
 }
 
 enum Put {
@@ -198,7 +193,6 @@ impl Shared {
             state_etag: Mutex::new(None),
             lock: tokio::sync::Mutex::new(None),
             lost: Mutex::new(None),
-            renewed_at: Mutex::new(None),
         }
     }
 
@@ -284,13 +278,10 @@ impl Shared {
         // A lock whose ETag we have watched stay the same for a whole lease was not
         // renewed, whatever the clocks of its holder and S3 say.
         let mut watched: Option<(String, Instant)> = None;
-        let lease = mine.lease_seconds.map(Duration::from_secs).unwrap_or(DEFAULT_LEASE);
         loop {
             mine.renewed = Some(humantime::format_rfc3339_millis(SystemTime::now()).to_string());
             let body = serde_json::to_vec(&mine)?;
-            let sent = Instant::now();
             if let Put::Written(etag, versioned) = self.put(&self.lock_key, body, None).await? {
-                *self.renewed_at.lock().unwrap() = Some((sent, lease));
                 *self.lock.lock().await = Some((mine, etag));
                 if !versioned {
                     let _ = self.release().await;
@@ -320,10 +311,8 @@ impl Shared {
             let age = current.age().max(watched_for);
             if age > lease {
                 let body = serde_json::to_vec(&mine)?;
-                let sent = Instant::now();
                 match self.put(&self.lock_key, body, Some(&current.etag)).await? {
                     Put::Written(etag, versioned) => {
-                        *self.renewed_at.lock().unwrap() = Some((sent, mine.lease_seconds.map(Duration::from_secs).unwrap_or(DEFAULT_LEASE)));
                         *self.lock.lock().await = Some((mine, etag));
                         if !versioned {
                             let _ = self.release().await;
@@ -364,31 +353,18 @@ impl Shared {
         loop {
             tokio::time::sleep(lease / 3).await;
             let mut held = self.lock.lock().await;
-            if self.lapsed().is_some() {
-                // Kept: the release deletes it only if its ETag is still ours.
-                return;
-            }
             let Some((holder, etag)) = held.as_mut() else { return };
-            let sent = Instant::now();
             holder.renewed = Some(humantime::format_rfc3339_millis(SystemTime::now()).to_string());
             let body = match serde_json::to_vec(holder) {
                 Ok(b) => b,
                 Err(_) => return,
             };
             match self.put(&self.lock_key, body, Some(etag)).await {
-                Ok(Put::Written(new, _)) => {
-                    *etag = new;
-                    *self.renewed_at.lock().unwrap() = Some((sent, lease));
-                }
+                Ok(Put::Written(new, _)) => *etag = new,
                 Ok(Put::Conflict) => {
                     let current = self.current_lock().await.ok().flatten();
                     match current {
-                        Some(c) if c.holder.as_ref().and_then(|h| h.id.as_ref()) == holder.id.as_ref() => {
-                            // Still ours (our PUT went through, its answer was lost or its
-                            // ETag read differently): held as of this renewal.
-                            *etag = c.etag;
-                            *self.renewed_at.lock().unwrap() = Some((sent, lease));
-                        }
+                        Some(c) if c.holder.as_ref().and_then(|h| h.id.as_ref()) == holder.id.as_ref() => *etag = c.etag,
                         other => {
                             let by = other.map(|c| c.describe()).unwrap_or_else(|| "nobody (the lock was deleted)".into());
                             eprintln!("error: lost the state lock of stack {:?} to {by}; this run writes no more state", self.stack);
@@ -427,27 +403,10 @@ impl Shared {
         Ok(Some(state))
     }
 
-    /// Whether this run no longer holds the lock: taken from it, or its lease lapsed by its
-    /// own clock (the run was paused or starved past it: another run may hold the lock now,
-    /// and no renewal may bring it back). Says so once.
-    fn lapsed(&self) -> Option<String> {
-        let mut lost = self.lost.lock().unwrap();
-        if lost.is_none() {
-            if let Some((sent, lease)) = *self.renewed_at.lock().unwrap() {
-                if sent.elapsed() >= lease {
-                    let why = format!("nobody yet, as far as this run knows: its {}s lease lapsed {}s ago by its own clock (it was paused or starved)", lease.as_secs(), (sent.elapsed() - lease).as_secs());
-                    eprintln!("error: lost the state lock of stack {:?} to {why}; this run writes no more state", self.stack);
-                    *lost = Some(why);
-                }
-            }
-        }
-        lost.clone()
-    }
-
     async fn write(&self, body: Vec<u8>) -> Result<()> {
         let location = self.url.state_url(&self.stack);
-        if let Some(by) = self.lapsed() {
-            bail!("not writing {location}: this run lost the state lock (to {by}); nothing was overwritten");
+        if let Some(by) = self.lost.lock().unwrap().clone() {
+            bail!("not writing {location}: the state lock was taken over by {by}; nothing was overwritten");
         }
         let expected = self.state_etag.lock().unwrap().clone();
         match self.put(&self.state_key, body.clone(), expected.as_deref()).await? {
