@@ -45,7 +45,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::User(command) => user::run(&cli, &settings, command).await,
         Command::Token { email } => token::run(&cli, &settings, email).await,
         Command::Cache(command) => cache::run(&cli, &settings, command).await,
-        Command::Smoke { quick, url } => smoke::run(&cli, &settings, *quick, url.as_deref()).await,
+        Command::Smoke { quick, url, service } => smoke::run(&cli, &settings, *quick, url.as_deref(), service.as_deref()).await,
         Command::Init { .. } => unreachable!("handled above"),
     }
 }

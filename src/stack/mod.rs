@@ -72,7 +72,7 @@ impl Stack {
     pub fn desired(settings: &Settings, azs: &[String], region: &str, account: &str) -> Result<Stack> {
         let mut stack = Stack { nodes: BTreeMap::new() };
         network::add(&mut stack, settings, azs);
-        data::add(&mut stack, settings, region);
+        data::add(&mut stack, settings, region, account);
         compute::add(&mut stack, settings, region);
         edge::add(&mut stack, settings, region, account);
         stack.check()?;
@@ -159,6 +159,8 @@ mod tests {
     fn stack(nat: u8) -> Stack {
         let mut cfg = Config::with_defaults("books");
         cfg.nat_gateways = nat;
+        // The public route's layout (the `alb` group); the private one has no ALB.
+        cfg.integration = "public".into();
         Stack::desired(&cfg.validate().unwrap(), &["us-east-1a".into(), "us-east-1b".into()], "us-east-1", "123456789012").unwrap()
     }
 
