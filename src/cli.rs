@@ -81,8 +81,13 @@ pub enum Command {
         #[arg(long)]
         quick: bool,
         /// Base URL of the API stage (default: the stack's ApiGwUrl output).
-        #[arg(long, value_name = "URL")]
+        #[arg(long, value_name = "URL", conflicts_with = "service")]
         url: Option<String>,
+        /// Talk to books-api itself at this URL (e.g. http://10.0.70.12:8080), as the load
+        /// balancer does: HTTP basic auth as `http_basic_auth_user`, with the password from
+        /// stdin (else read from its SSM parameter). Only the book steps run.
+        #[arg(long, value_name = "URL")]
+        service: Option<String>,
     },
     /// Draw the stack's dependency graph, as `up` runs it: tiers, live status, hidden
     /// delete-order edges, and the slowest chain of the last `up` / `down`.

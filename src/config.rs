@@ -51,6 +51,15 @@ pub struct Config {
     pub source_code_path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The service's `DB_SSLMODE` with a prebuilt `image` (default `require`: TLS, the
+    /// certificate not checked). An image built from `source_code_path` carries the RDS CA
+    /// bundle and always gets `verify-full` with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_sslmode: Option<String>,
+    /// Path, inside a prebuilt `image`, of the CA bundle for `verify-ca` / `verify-full`
+    /// (the service's `DB_SSLROOTCERT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_sslrootcert: Option<String>,
     #[serde(default = "default_db_user")]
     pub db_user: String,
     #[serde(default = "default_db_name")]
@@ -143,8 +152,10 @@ fn default_cache_cluster_size() -> String {
 }
 /// The cache sizes (GB) API Gateway offers for a stage.
 pub const CACHE_CLUSTER_SIZES: [&str; 8] = ["0.5", "1.6", "6.1", "13.5", "28.4", "58.2", "118", "237"];
+/// Private by default: the public route sends the basic-auth password in clear text over
+/// the internet to a load balancer open to 0.0.0.0/0.
 fn default_integration() -> String {
-    Integration::Public.as_str().into()
+    Integration::Private.as_str().into()
 }
 fn default_log_retention_days() -> u32 {
     30
@@ -225,6 +236,8 @@ impl Config {
             http_basic_auth_password_ssm_param: format!("/{stack}/http-basic-auth-password"),
             source_code_path: Some("api".into()),
             image: None,
+            db_sslmode: None,
+            db_sslrootcert: None,
             db_user: default_db_user(),
             db_name: default_db_name(),
             http_basic_auth_user: default_http_basic_auth_user(),
@@ -249,12 +262,13 @@ impl Config {
         toml::from_str(text).map_err(|e| {
             let line_start = e.span().map(|s| text[..s.start].rfind('\n').map_or(0, |i| i + 1));
             let line_text = line_start.and_then(|start| text[start..].lines().next()).unwrap_or("");
-            let key = e
-                .message()
-                .split('`')
-                .nth(1)
-                .map(str::to_string)
-                .or_else(|| line_text.split('=').next().map(|k| k.trim().to_string()))
+            // serde names the key itself only in "unknown field `k`" / "missing field `k`";
+            // elsewhere the backticks quote the bad value ("invalid value: integer `-5`"), so
+            // the key is the one on the line the error points at.
+            let named = e.message().starts_with("unknown field") || e.message().starts_with("missing field");
+            let from_message = || e.message().split('`').nth(1).map(str::to_string);
+            let from_line = || line_text.split('=').next().map(|k| k.trim().to_string()).filter(|k| !k.is_empty() && !k.starts_with('#'));
+            let key = if named { from_message().or_else(from_line) } else { from_line().or_else(from_message) }
                 .filter(|k| !k.is_empty())
                 .unwrap_or_else(|| "(file)".to_string());
             let line_no = line_start.map(|start| text[..start].lines().count() + 1);
@@ -351,6 +365,23 @@ impl Config {
             }
             _ => {}
         }
+        const SSLMODES: [&str; 6] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+        if let Some(mode) = &self.db_sslmode {
+            if self.image.is_none() {
+                return Err(bad("db_sslmode", "applies to a prebuilt `image` only: an image built from `source_code_path` carries the RDS CA bundle and verifies Aurora's certificate (verify-full)"));
+            }
+            if !SSLMODES.contains(&mode.as_str()) {
+                return Err(bad("db_sslmode", format!("{mode:?} is not a libpq sslmode ({})", SSLMODES.join(", "))));
+            }
+            if mode.starts_with("verify-") && self.db_sslrootcert.is_none() {
+                return Err(bad("db_sslrootcert", format!("missing: db_sslmode = {mode:?} checks Aurora's certificate against a CA bundle, and the RDS CA is not among the default roots; set it to the bundle's path inside the image")));
+            }
+        }
+        if let Some(path) = &self.db_sslrootcert {
+            if self.image.is_none() || !path.starts_with('/') {
+                return Err(bad("db_sslrootcert", format!("{path:?}: set it, with a prebuilt `image`, to the absolute path of a CA bundle inside that image")));
+            }
+        }
         validate_identifier("db_user", &self.db_user, 63)?;
         if self.db_user.eq_ignore_ascii_case("admin") || self.db_user.eq_ignore_ascii_case("rdsadmin") {
             return Err(bad("db_user", format!("{:?} is reserved by Aurora PostgreSQL", self.db_user)));
@@ -412,6 +443,19 @@ impl Config {
         let subnet_cidrs = carve_subnets(vpc_cidr);
         Ok(Settings { config: self, base_dir: ".".into(), state, vpc_cidr, subnet_cidrs, integration })
     }
+}
+
+/// `source_code_path` (relative to the config's directory) must be a directory holding the
+/// service's Dockerfile.
+pub fn check_source_code_path(base_dir: &Path, source: &str) -> Result<(), ConfigError> {
+    let dir = base_dir.join(source);
+    if !dir.is_dir() {
+        return Err(bad("source_code_path", format!("{source:?} does not exist (looked for the directory {}); point it at the books-api source, or set `image` to a prebuilt image URI", dir.display())));
+    }
+    if !dir.join("Dockerfile").is_file() {
+        return Err(bad("source_code_path", format!("{source:?} has no Dockerfile ({} is missing)", dir.join("Dockerfile").display())));
+    }
+    Ok(())
 }
 
 fn validate_stack_name(stack: &str) -> Result<(), ConfigError> {
@@ -495,6 +539,10 @@ http_basic_auth_password_ssm_param = "{hap}"
 
 # Service
 source_code_path = "{src}"          # built with docker; or set `image` to a prebuilt URI instead
+# The image built from source carries the Amazon RDS CA bundle (fetched when it is built)
+# and checks Aurora's certificate and name (DB_SSLMODE=verify-full). A prebuilt image gets:
+# db_sslmode = "require"              # default: TLS, but any certificate is accepted
+# db_sslrootcert = "/certs/rds.pem"   # its CA bundle, for db_sslmode = "verify-full"
 db_user = "{db_user}"
 db_name = "{db_name}"
 http_basic_auth_user = "{hau}"
@@ -507,8 +555,14 @@ wait_for_rollout = true              # up waits until the service runs the new t
 rollout_timeout_seconds = {rollout}       # and gives up after this long (the next up resumes)
 cache_ttl_seconds = {ttl}             # API Gateway caches the book GETs this long (0: no caching)
 cache_cluster_size = "{cache_size}"          # GB: 0.5, 1.6, 6.1, 13.5, 28.4, 58.2, 118 or 237
-integration = "{integration}"            # "private": API Gateway reaches the service through a VPC link
-                                     # to an internal NLB, instead of over the public ALB
+# How API Gateway reaches the service:
+#   "private": through a VPC link to an internal NLB in the service subnets; nothing of the
+#              service is on the internet, and the basic-auth password API Gateway sends
+#              stays inside AWS's network.
+#   "public":  the seed's route: HTTP (port 80, plain text) over the internet to an
+#              internet-facing ALB open to 0.0.0.0/0, the basic-auth password in every
+#              request; anyone can reach the ALB and bypass API Gateway's authorizer.
+integration = "{integration}"
 log_retention_days = {ret}
 db_deletion_protection = false
 db_final_snapshot = false
@@ -597,12 +651,22 @@ mod tests {
             (("# state = \"s3://my-bucket/infra/\"", "state = \"s3://My_Bucket/\""), "state"),
             (("cache_cluster_size = \"0.5\"", "cache_cluster_size = \"1\""), "cache_cluster_size"),
             (("cache_ttl_seconds = 60", "cache_ttl_seconds = 7200"), "cache_ttl_seconds"),
-            (("integration = \"public\"", "integration = \"vpc-link\""), "integration"),
+            (("integration = \"private\"", "integration = \"vpc-link\""), "integration"),
+            (("# db_sslmode = \"require\"", "db_sslmode = \"require\""), "db_sslmode"),
+            (("source_code_path = \"api\"", "image = \"x:1\"\ndb_sslmode = \"verify\""), "db_sslmode"),
+            (("source_code_path = \"api\"", "image = \"x:1\"\ndb_sslmode = \"verify-full\""), "db_sslrootcert"),
+            (("source_code_path = \"api\"", "image = \"x:1\"\ndb_sslrootcert = \"rds.pem\""), "db_sslrootcert"),
+            // Type errors: serde quotes the value; the key is still the one named.
+            (("rollout_timeout_seconds = 1200", "rollout_timeout_seconds = -5"), "rollout_timeout_seconds"),
+            (("container_port = 8080", "container_port = 70000"), "container_port"),
+            (("az_count = 2", "az_count = 300"), "az_count"),
+            (("wait_for_rollout = true", "wait_for_rollout = \"yes\""), "wait_for_rollout"),
+            (("# availability_zones = [\"eu-west-1a\", \"eu-west-1b\"]", "availability_zones = [1, 2]"), "availability_zones"),
         ];
         for ((from, to), key) in cases {
             let err = err_for((from, to));
             assert_eq!(err.key, key, "replacing {from:?} by {to:?} gave {err}");
-            assert!(err.to_string().contains(key), "{err}");
+            assert!(err.to_string().starts_with(&format!("invalid config key `{key}`: ")), "{err}");
         }
     }
 }

@@ -817,7 +817,7 @@ impl Engine {
     /// `plan`: what `up` would do, per resource, without changing anything.
     /// The first read of every recorded resource, in parallel, and the refs that hold what
     /// those reads found: a spec that reads another resource's attributes (an ARN, the
-    /// fingerprint of a secret) is compared as `up` would build it, from the live
+    /// version of a secret) is compared as `up` would build it, from the live
     /// dependency, not from what the state remembers of it.
     async fn read_recorded(&self) -> Result<(Known, HashMap<String, (String, Option<Observed>)>)> {
         let refs = self.refs();

@@ -52,6 +52,9 @@ fn every_config_error_names_the_key_and_no_aws_request_is_made() {
         ("task_memory = 512", "task_memory = 4096", "task_memory", "4096"),
         ("db_engine_version = \"16.4\"", "db_engine_version = \"latest\"", "db_engine_version", "latest"),
         ("wait_for_rollout = false", "wait_for_rollout = \"yes\"", "wait_for_rollout", "invalid type"),
+        // Type errors whose message quotes the value: the key is still what is named.
+        ("rollout_timeout_seconds = 1200", "rollout_timeout_seconds = -5", "rollout_timeout_seconds", "-5"),
+        ("container_port = 8080", "container_port = 70000", "container_port", "70000"),
     ];
     for (from, to, key, detail) in cases {
         assert!(original.contains(from), "fixture lacks {from:?}");
@@ -65,6 +68,19 @@ fn every_config_error_names_the_key_and_no_aws_request_is_made() {
     }
     assert_eq!(aws.connections.load(Ordering::SeqCst), 0, "a bad config reached AWS");
     assert!(!project.state_path().exists(), "a bad config wrote state");
+}
+
+#[test]
+fn a_source_code_path_that_does_not_exist_is_named_before_the_image_builder_is_looked_for() {
+    let aws = CountingEndpoint::start();
+    let project = Project::at(&aws.url);
+    project.edit_config(&format!("image = \"{TEST_IMAGE}\""), "source_code_path = \"no-such-dir\"");
+    // No builder on PATH at all: had it been looked for first, that would be the error.
+    let run = project.infra_env(&["up"], &[("PATH", "/nonexistent")]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let expected = "infra.toml: invalid config key `source_code_path`: \"no-such-dir\" does not exist (looked for the directory ./no-such-dir)";
+    assert!(run.stderr.contains(expected), "{run:?}");
+    assert_eq!(aws.connections.load(Ordering::SeqCst), 0, "a missing source reached AWS");
 }
 
 #[test]
@@ -88,6 +104,61 @@ fn lock_held_by_another_process_is_named_and_state_is_untouched() {
     std::fs::File::open(project.state_path()).unwrap().read_to_string(&mut text).unwrap();
     assert_eq!(text, state);
     assert_eq!(aws.connections.load(Ordering::SeqCst), 0);
+}
+
+/// Holds the local state lock as another `infra` run would, with its holder record.
+fn hold_local_lock(project: &Project) -> std::fs::File {
+    let state_dir = project.dir.path().join("state");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let mut lock = std::fs::OpenOptions::new().create(true).read(true).write(true).truncate(false).open(state_dir.join("books.lock")).unwrap();
+    lock.lock().unwrap();
+    lock.write_all(br#"{"pid":4242,"host":"ci-box","command":"up","since":"2026-11-25T21:00:00Z"}"#).unwrap();
+    lock
+}
+
+#[test]
+fn with_lock_wait_a_run_waits_for_a_local_lock_and_goes_on_once_it_is_released() {
+    let aws = CountingEndpoint::start();
+    let project = Project::at(&aws.url);
+    let lock = hold_local_lock(&project);
+    let stderr_path = project.dir.path().join("waiting.err");
+    let mut waiting = project
+        .command(&["status", "--lock-wait", "60s"])
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The condition: it says it waits (and has touched nothing).
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&stderr_path).unwrap().contains("state for stack \"books\" is locked by pid 4242 on ci-box running `up` since 2026-11-25T21:00:00Z; waiting up to 1m") {
+        assert!(waiting.try_wait().unwrap().is_none(), "exited instead of waiting: {}", std::fs::read_to_string(&stderr_path).unwrap());
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "never said it waits");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(aws.connections.load(Ordering::SeqCst), 0, "went past a held lock");
+    drop(lock); // the holder exits: the kernel releases its lock
+    let status = waiting.wait().unwrap();
+    // Past the lock it reads AWS, which this endpoint does not answer: an AWS error, not a lock one.
+    assert_eq!(status.code(), Some(1));
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(aws.connections.load(Ordering::SeqCst) > 0, "never got past the lock: {stderr}");
+    assert!(!stderr.contains("error: state for stack"), "{stderr}");
+}
+
+#[test]
+fn unlock_of_a_local_lock_names_its_holder_and_leaves_it_to_its_process() {
+    let aws = CountingEndpoint::start();
+    let project = Project::at(&aws.url);
+    let lock = hold_local_lock(&project);
+    let run = project.infra(&["unlock", "--yes"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("locked by pid 4242 on ci-box running `up` since 2026-11-25T21:00:00Z"), "{run:?}");
+    assert!(run.stderr.contains("A local lock is released when its process exits: stop that process instead"), "{run:?}");
+    drop(lock);
+    let run = project.infra(&["unlock", "--yes"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("state for stack \"books\" in state is not locked"), "{run:?}");
+    assert_eq!(aws.connections.load(Ordering::SeqCst), 0, "a local unlock needs no AWS");
 }
 
 #[test]

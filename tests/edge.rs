@@ -277,7 +277,8 @@ async fn a_rotated_password_or_changed_definition_makes_one_new_deployment_and_t
         .unwrap();
     let status = project.infra(&["status", "--json"]);
     assert_eq!(status.code, 2, "{status:?}");
-    assert!(status.stdout.contains("integration.uri password (fingerprint)"), "{}", status.stdout);
+    assert!(status.stdout.contains("integration.uri password (SSM version, as cacheNamespace)"), "{}", status.stdout);
+    assert!(status.stdout.contains("-password-v1") && status.stdout.contains("-password-v2"), "wanted version 2, found 1: {}", status.stdout);
     assert!(!status.stdout.contains("Rotated-Password"), "the new value leaked into status");
 
     let up = project.infra(&["up"]);
@@ -286,6 +287,9 @@ async fn a_rotated_password_or_changed_definition_makes_one_new_deployment_and_t
     assert_eq!(ops.iter().filter(|o| *o == "PutIntegration").count(), 5, "the five book methods: {ops:?}");
     assert_eq!(ops.iter().filter(|o| *o == "CreateDeployment").count(), 1, "{ops:?}");
     assert_eq!(ops.iter().filter(|o| *o == "DeleteDeployment").count(), 1, "the old deployment goes: {ops:?}");
+    // The tasks check the password API Gateway now sends: they roll once onto a revision
+    // that reads the new version.
+    assert_eq!(ops.iter().filter(|o| *o == "RegisterTaskDefinition" || *o == "UpdateService").count(), 2, "{ops:?}");
     let second = tail(&project.physical_id("api.deployment"));
     assert_ne!(first, second);
     let stage = c.apigw.get_stage().rest_api_id(&api).stage_name("prod").send().await.unwrap();
@@ -322,9 +326,13 @@ async fn the_basic_auth_password_appears_nowhere_in_state_logs_plan_or_status() 
     // ... and nowhere of ours, also after a change that puts the integrations again.
     project.edit_config("http_basic_auth_user = \"admin\"", "http_basic_auth_user = \"books\"");
     let plan = project.infra(&["plan", "-v"]);
+    assert_eq!(plan.code, 2, "plan shows the changed integrations: {plan:?}");
     let status = project.infra(&["status", "--json"]);
+    assert_eq!(status.code, 2, "status shows them as drift: {status:?}");
+    assert!(status.stdout.contains("integration.uri"), "status names the drifted URI: {}", status.stdout);
     let change = project.infra_env(&["up", "-vv"], &[("INFRA_LOG", "debug")]);
     assert_ok(&change);
+    assert!(mutating(&project.calls()).contains(&"PutIntegration".to_string()), "the change put the integrations");
     let state = std::fs::read_to_string(project.state_path()).unwrap();
     for (what, text) in [
         ("state", &state),
@@ -336,8 +344,12 @@ async fn the_basic_auth_password_appears_nowhere_in_state_logs_plan_or_status() 
     ] {
         assert!(!text.contains(&password), "the basic-auth password appears in the {what}");
     }
-    assert!(plan.stdout.contains("admin:****@") || plan.stdout.contains("books:****@"), "plan shows the URI redacted: {}", plan.stdout);
-    assert!(up.stderr.len() > 1000, "debug logging was on");
+    assert!(plan.stdout.contains("    integration.uri: wanted http://books:****@"), "plan shows the new URI redacted: {}", plan.stdout);
+    assert!(plan.stdout.contains(", found http://admin:****@"), "plan shows the old URI redacted: {}", plan.stdout);
+    for run in [&up, &change] {
+        let sdk_debug = run.stderr.lines().filter(|l| l.contains(" DEBUG ") && l.contains(" aws_smithy_runtime::")).count();
+        assert!(sdk_debug > 0, "no DEBUG line of the SDK in the log, so the check above proves nothing:\n{}", run.stderr);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -471,13 +483,33 @@ async fn a_private_integration_reaches_an_internal_nlb_through_a_vpc_link_and_sw
     let ecs = aws_sdk_ecs::Client::new(&aws.sdk);
     let services = ecs.describe_services().cluster(project.physical_id("ecs_cluster")).services(project.physical_id("ecs_service")).send().await.unwrap();
     assert_eq!(services.services()[0].load_balancers()[0].target_group_arn(), Some(tg_arn.as_str()));
-    // The tasks admit the VPC's range on the container port (the NLB's addresses).
+    // The tasks admit, on the container port, exactly the NLB's subnets (where its addresses
+    // are), not the rest of the VPC.
     let sgs = aws.describe_security_groups().group_ids(project.physical_id("sg.ecs")).send().await.unwrap();
     let rules = sgs.security_groups()[0].ip_permissions();
-    assert_eq!(rules.len(), 1);
-    assert_eq!(rules[0].from_port(), Some(8080));
-    assert_eq!(rules[0].ip_ranges().iter().filter_map(|r| r.cidr_ip()).collect::<Vec<_>>(), ["10.0.0.0/16"]);
-    assert!(rules[0].user_id_group_pairs().is_empty());
+    let mut admitted: Vec<String> = rules.iter().flat_map(|r| r.ip_ranges().iter().filter_map(|i| i.cidr_ip().map(str::to_string))).collect();
+    admitted.sort();
+    assert!(rules.iter().all(|r| (r.from_port(), r.to_port(), r.ip_protocol()) == (Some(8080), Some(8080), Some("tcp")) && r.user_id_group_pairs().is_empty()), "{rules:?}");
+    let nlb_subnets: Vec<String> = nlb.availability_zones().iter().filter_map(|z| z.subnet_id().map(str::to_string)).collect();
+    let subnets = aws.describe_subnets().set_subnet_ids(Some(nlb_subnets)).send().await.unwrap();
+    let mut nlb_cidrs: Vec<String> = subnets.subnets().iter().filter_map(|s| s.cidr_block().map(str::to_string)).collect();
+    nlb_cidrs.sort();
+    assert_eq!(admitted, nlb_cidrs, "the NLB's subnets and nothing else");
+    assert_eq!(admitted, ["10.0.64.0/19", "10.0.96.0/19"]);
+    let reaches = |ip: &str| {
+        let ip: ipnet::Ipv4Net = format!("{ip}/32").parse().unwrap();
+        admitted.iter().any(|c| c.parse::<ipnet::Ipv4Net>().unwrap().contains(&ip))
+    };
+    for (ip, who, can) in [
+        ("10.0.64.37", "an NLB address in ecs.a", true),
+        ("10.0.96.200", "an NLB address in ecs.b", true),
+        ("10.0.0.12", "a host in a public subnet", false),
+        ("10.0.140.9", "a host in a db subnet", false),
+        ("10.0.200.1", "the VPC's unused range", false),
+        ("203.0.113.5", "the internet", false),
+    ] {
+        assert_eq!(reaches(ip), can, "{who} ({ip})");
+    }
 
     // The VPC link targets the NLB, available, tagged; every book method goes through it.
     let link_id = project.physical_id("vpc_link");

@@ -39,10 +39,10 @@ async fn lost_answers_at_20_percent_converge_with_exactly_one_of_each_for_ten_se
         assert_ok(&status);
         assert!(proxy.total_injected() > 0, "seed {seed} injected nothing");
 
+        // One down, through the same faults, is enough: lost answers on deletes are NotFound
+        // or a repeat, never a reason to run it again.
         let down = project.infra_at(&proxy.url, &["down", "--yes"], &[]);
-        if down.code != 0 {
-            assert_ok(&project.infra_at(&proxy.url, &["down", "--yes"], &[]));
-        }
+        assert_ok(&down);
         assert_eq!(inventory(&ec2).await, Inventory::default(), "seed {seed}: {:?}", proxy.injected());
     }
     // Recognising the earlier attempt makes one run enough.

@@ -185,11 +185,15 @@ async fn sigterm_during_a_slow_request_lets_it_finish_then_exits_0() {
     }
 
     svc.signal(libc::SIGTERM);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The signal is taken once new connections are refused: the listener is closed.
+    let start = Instant::now();
+    while http(port, "GET", "/api/v1/healthz", None, None).await.is_ok() {
+        assert!(start.elapsed() < Duration::from_secs(10), "still accepting 10 s after SIGTERM\n{}", svc.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Draining: the process stays while its request waits on the lock.
     assert!(svc.child.try_wait().unwrap().is_none(), "exited with a request in flight\n{}", svc.logs());
     assert!(!in_flight.is_finished());
-    // New connections are no longer accepted while draining.
-    assert!(http(port, "GET", "/api/v1/healthz", None, None).await.is_err(), "still accepting after SIGTERM");
 
     tx.commit().await.unwrap();
     let (status, body) = tokio::time::timeout(Duration::from_secs(10), in_flight).await.unwrap().unwrap().unwrap();
@@ -229,7 +233,13 @@ async fn startup_with_the_db_down_retries_then_succeeds_when_it_comes_up() {
     env.push(("DB_CONNECT_TIMEOUT_SECS", "60".into()));
     let mut svc = Service::spawn(&env, pg.dir());
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Wait on what the service says: two failed attempts logged, so it is retrying.
+    let start = Instant::now();
+    while svc.logs().matches("database not ready").count() < 2 {
+        assert!(svc.child.try_wait().unwrap().is_none(), "gave up too early\n{}", svc.logs());
+        assert!(start.elapsed() < Duration::from_secs(30), "no retry logged\n{}", svc.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(svc.child.try_wait().unwrap().is_none(), "gave up too early\n{}", svc.logs());
     assert!(http(port, "GET", "/api/v1/healthz", None, None).await.is_err(), "serving without a database");
 
@@ -320,4 +330,49 @@ async fn access_lines_are_json_and_rust_log_can_drop_them() {
         // Start-up lines are there either way.
         assert!(logs.contains("listening"), "{logs}");
     }
+}
+
+/// What infra's task definition gives an image built from source (DB_SSLMODE=verify-full,
+/// DB_SSLROOTCERT=the CA bundle), against a TLS server with a throwaway CA: the real binary
+/// connects when the chain and the host name check out, and refuses to start otherwise.
+#[tokio::test]
+async fn verify_full_with_a_root_certificate_connects_only_to_the_server_it_names() {
+    let mut pg = PgCluster::init();
+    let (tls_opts, ca) = pg.make_tls_files();
+    pg.start_with(&tls_opts);
+    pg.create_database(support::DB_NAME).await;
+    let verified = |host: &str, root: &std::path::Path| {
+        let mut env: Vec<(&str, String)> = pg.service_env(free_port()).into_iter().filter(|(k, _)| *k != "DB_SSLMODE" && *k != "DB_HOST").collect();
+        env.extend([("DB_SSLMODE", "verify-full".to_string()), ("DB_SSLROOTCERT", root.display().to_string()), ("DB_HOST", host.to_string()), ("DB_CONNECT_TIMEOUT_SECS", "2".to_string())]);
+        env
+    };
+
+    let env = verified("localhost", &ca);
+    let mut svc = Service::spawn(&env, pg.dir());
+    svc.wait_healthy(Duration::from_secs(30)).await;
+    let (status, _) = http(svc.port, "GET", "/api/v1/readyz", None, None).await.unwrap();
+    assert_eq!(status, 200, "{}", svc.logs());
+    let sessions: i64 = pg.sql().await.query_one("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND datname = $1", &[&support::DB_NAME]).await.unwrap().get(0);
+    assert!(sessions > 0, "the service's sessions are not TLS");
+    drop(svc);
+
+    // The certificate names localhost, not 127.0.0.1: refused.
+    let mut svc = Service::spawn(&verified("127.0.0.1", &ca), pg.dir());
+    let exit = svc.wait_exit(Duration::from_secs(30)).await;
+    assert!(!exit.success(), "started against a server whose name does not match\n{}", svc.logs());
+
+    // Another CA (a server certificate it did not sign): refused.
+    let other = tempfile::tempdir().unwrap();
+    let key = other.path().join("other.key");
+    let crt = other.path().join("other.crt");
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=another CA"])
+        .arg("-keyout").arg(&key).arg("-out").arg(&crt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut svc = Service::spawn(&verified("localhost", &crt), pg.dir());
+    let exit = svc.wait_exit(Duration::from_secs(30)).await;
+    assert!(!exit.success(), "started trusting a CA that did not sign the server's certificate\n{}", svc.logs());
+    assert!(svc.logs().to_lowercase().contains("certificate"), "the refusal names the certificate\n{}", svc.logs());
 }

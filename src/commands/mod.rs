@@ -51,7 +51,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::User(command) => user::run(&cli, &settings, command).await,
         Command::Token { email } => token::run(&cli, &settings, email).await,
         Command::Cache(command) => cache::run(&cli, &settings, command).await,
-        Command::Smoke { quick, url } => smoke::run(&cli, &settings, *quick, url.as_deref()).await,
+        Command::Smoke { quick, url, service } => smoke::run(&cli, &settings, *quick, url.as_deref(), service.as_deref()).await,
         Command::Graph { format, offline } => graph::run(&cli, &settings, *format, *offline).await,
         Command::Cost => cost::run(&cli, &settings).await,
         Command::Init { .. } | Command::Completions { .. } | Command::Man => unreachable!("handled above"),
@@ -155,8 +155,10 @@ impl Session {
     /// Which chain of resources set the wall time, each with its own time: what to look
     /// at first when a run is slow (on AWS, the database or the VPC link).
     fn chain(&self) {
+        let t = self.engine.tally();
         let (chain, total) = self.engine.critical_chain();
-        if chain.is_empty() {
+        // A run that changed nothing spent its time reading; no chain set it.
+        if chain.is_empty() || t.created + t.adopted + t.updated + t.deleted == 0 {
             return;
         }
         let links: Vec<String> = chain.iter().map(|(id, d)| format!("{id} {}", crate::progress::short_duration(*d))).collect();

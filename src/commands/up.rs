@@ -1,4 +1,4 @@
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use super::{interrupt_channel, report_outcome, Session};
 use crate::cli::Cli;
@@ -8,7 +8,9 @@ use crate::config::Settings;
 pub async fn run(cli: &Cli, settings: &Settings) -> Result<u8> {
     // Installed first, so a Ctrl-C at any point takes the graceful path.
     let interrupted = interrupt_channel();
-    if settings.config.image.is_none() && settings.config.source_code_path.is_some() {
+    if let (None, Some(source)) = (&settings.config.image, &settings.config.source_code_path) {
+        // A missing source is the user's to fix first, whatever the builder would say.
+        crate::config::check_source_code_path(&settings.base_dir, source).with_context(|| cli.config.display().to_string())?;
         crate::resources::compute::image::require_docker()?;
     }
     let session = Session::open(cli, settings, true).await?;

@@ -20,6 +20,22 @@ use crate::resources::StackTags;
 
 pub const CONTAINER_NAME: &str = "books-api";
 pub const HEALTH_CHECK_PATH: &str = "/api/v1/healthz";
+/// Where `api/Dockerfile` puts the Amazon RDS CA bundle in the image it builds.
+pub const RDS_CA_BUNDLE: &str = "/etc/ssl/certs/rds-global-bundle.pem";
+
+/// How the service checks Aurora's certificate: the image built from source has the RDS CA
+/// bundle, so its name and chain are verified; a prebuilt image gets the config's choice
+/// (`require` by default: encrypted, but any certificate is accepted).
+pub fn db_tls_env(cfg: &crate::config::Config) -> Vec<(&'static str, String)> {
+    match &cfg.image {
+        None => vec![("DB_SSLMODE", "verify-full".into()), ("DB_SSLROOTCERT", RDS_CA_BUNDLE.into())],
+        Some(_) => {
+            let mut env = vec![("DB_SSLMODE", cfg.db_sslmode.clone().unwrap_or_else(|| "require".into()))];
+            env.extend(cfg.db_sslrootcert.clone().map(|path| ("DB_SSLROOTCERT", path)));
+            env
+        }
+    }
+}
 
 /// Where the service is reached: the logical ids of the load balancer, its target group and
 /// listener, and their protocol — the public ALB, or the internal NLB behind the VPC link.
@@ -96,11 +112,16 @@ pub fn add(stack: &mut Stack, settings: &Settings, region: &str) {
             ("DB_PORT", "5432".to_string()),
             ("DB_USER", c.db_user.clone()),
             ("DB_NAME", c.db_name.clone()),
-            ("DB_SSLMODE", "require".to_string()),
             ("BASIC_AUTH_USER", c.http_basic_auth_user.clone()),
             ("PORT", c.container_port.to_string()),
+            // ECS reads the secrets at task start: a rotated one (a new SSM version) makes a
+            // new revision, so the service rolls once onto tasks that read the new values.
+            // After the cluster has it: this node reads the cluster's endpoint.
+            ("DB_PASSWORD_VERSION", r.attr("ssm.db_password", "version")),
+            ("BASIC_AUTH_PASSWORD_VERSION", r.attr("ssm.basic_auth_password", "version")),
         ]
         .into_iter()
+        .chain(db_tls_env(&c))
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         // By parameter ARN: ECS reads the values at task start; they never enter the task
@@ -146,4 +167,37 @@ pub fn add(stack: &mut Stack, settings: &Settings, region: &str) {
         wait_for_rollout: c.wait_for_rollout,
         rollout_timeout: std::time::Duration::from_secs(c.rollout_timeout_seconds.into()),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn env(edit: impl Fn(&mut Config)) -> Vec<(&'static str, String)> {
+        let mut cfg = Config::with_defaults("books");
+        edit(&mut cfg);
+        cfg.clone().validate().unwrap();
+        db_tls_env(&cfg)
+    }
+
+    #[test]
+    fn the_image_built_from_source_verifies_aurora_with_the_rds_bundle() {
+        assert_eq!(env(|_| {}), [("DB_SSLMODE", "verify-full".to_string()), ("DB_SSLROOTCERT", RDS_CA_BUNDLE.to_string())]);
+    }
+
+    #[test]
+    fn a_prebuilt_image_gets_require_unless_the_config_says_otherwise() {
+        let prebuilt = |c: &mut Config| {
+            c.source_code_path = None;
+            c.image = Some("registry.example/books-api:1".into());
+        };
+        assert_eq!(env(prebuilt), [("DB_SSLMODE", "require".to_string())]);
+        let verified = env(|c| {
+            prebuilt(c);
+            c.db_sslmode = Some("verify-full".into());
+            c.db_sslrootcert = Some("/certs/rds.pem".into());
+        });
+        assert_eq!(verified, [("DB_SSLMODE", "verify-full".to_string()), ("DB_SSLROOTCERT", "/certs/rds.pem".to_string())]);
+    }
 }

@@ -16,7 +16,18 @@ use crate::resources::StackTags;
 pub const TASK_EXECUTION_POLICY: &str = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy";
 pub const LAMBDA_BASIC_EXECUTION_POLICY: &str = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
 
-pub fn add(stack: &mut Stack, settings: &Settings, region: &str) {
+/// The confused-deputy guard on a service role's trust: the service may assume it only
+/// for requests made on behalf of this account's resources (`aws:SourceAccount`), and
+/// where `source_arn` is given, of resources matching it (`aws:SourceArn`).
+pub fn trust_condition(account: &str, source_arn: Option<String>) -> serde_json::Value {
+    let mut condition = serde_json::json!({"StringEquals": {"aws:SourceAccount": account}});
+    if let Some(arn) = source_arn {
+        condition["ArnLike"] = serde_json::json!({"aws:SourceArn": arn});
+    }
+    condition
+}
+
+pub fn add(stack: &mut Stack, settings: &Settings, region: &str, account: &str) {
     let cfg = settings.config.clone();
     let name = cfg.stack.clone();
     let tags = move |id: &str| StackTags::new(&name, id);
@@ -31,11 +42,14 @@ pub fn add(stack: &mut Stack, settings: &Settings, region: &str) {
 
     let (t, role_name, p, service) = role("role.task_execution", "task-execution", "ecs-tasks.amazonaws.com");
     let ssm_endpoint = format!("ssm.{region}.amazonaws.com");
+    // No condition here: ECS's guide documents the guard for the task role; the execution
+    // role is assumed by the ECS agent to pull the image and read the secrets.
     stack.add("role.task_execution", &[], move |r| RoleSpec {
         tags: t.clone(),
         name: role_name.clone(),
         path: p.clone(),
         service: service.clone(),
+        trust_condition: serde_json::Value::Null,
         managed_policies: [TASK_EXECUTION_POLICY.to_string()].into(),
         inline: Some(serde_json::json!({
             "Version": "2012-10-17",
@@ -58,21 +72,26 @@ pub fn add(stack: &mut Stack, settings: &Settings, region: &str) {
     });
 
     let (t, role_name, p, service) = role("role.task", "task", "ecs-tasks.amazonaws.com");
+    // As ECS's task-role guide shows: this account, and ECS resources of this region.
+    let condition = trust_condition(account, Some(format!("arn:aws:ecs:{region}:{account}:*")));
     stack.add("role.task", &[], move |_| RoleSpec {
         tags: t.clone(),
         name: role_name.clone(),
         path: p.clone(),
         service: service.clone(),
+        trust_condition: condition.clone(),
         managed_policies: Default::default(),
         inline: None,
     });
 
     let (t, role_name, p, service) = role("role.lambda", "lambda", "lambda.amazonaws.com");
+    let condition = trust_condition(account, None);
     stack.add("role.lambda", &[], move |_| RoleSpec {
         tags: t.clone(),
         name: role_name.clone(),
         path: p.clone(),
         service: service.clone(),
+        trust_condition: condition.clone(),
         managed_policies: [LAMBDA_BASIC_EXECUTION_POLICY.to_string()].into(),
         inline: None,
     });
@@ -95,6 +114,7 @@ pub fn add(stack: &mut Stack, settings: &Settings, region: &str) {
         database_name: c.db_name.clone(),
         master_username: c.db_user.clone(),
         password_parameter: r.id("ssm.db_password"),
+        password_version: r.attr("ssm.db_password", "version"),
         subnet_group: r.id("db_subnet_group"),
         security_groups: [r.id("sg.db")].into(),
         deletion_protection: c.db_deletion_protection,

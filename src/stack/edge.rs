@@ -102,7 +102,7 @@ fn method_spec(r: &Refs, route: &Route, inputs: &ApiInputs) -> MethodSpec {
             // The seed's way: basic-auth credentials in the URI (see `method` on the secret).
             // Public: over the internet to the ALB; private: through the VPC link to the NLB.
             uri: format!("http://{}:{REDACTED}@{}{backend}", inputs.basic_auth_user, r.attr(compute::front(inputs.integration).0, "dns_name")),
-            secret: Some(UriSecret { parameter: inputs.basic_auth_parameter.clone(), fingerprint: r.attr("ssm.basic_auth_password", "fingerprint") }),
+            secret: Some(UriSecret { parameter: inputs.basic_auth_parameter.clone(), version: r.attr("ssm.basic_auth_password", "version") }),
             credentials: None,
             vpc_link: (inputs.integration == Integration::Private).then(|| r.id("vpc_link")),
             // Different books never share a cache entry.
@@ -193,11 +193,13 @@ pub fn add(stack: &mut Stack, settings: &Settings, region: &str, account: &str) 
     stack.add("bucket.payload", &[], move |_| BucketSpec { tags: t.clone(), name: bucket.clone() });
 
     let (t, role_name, path) = (tags("role.apigateway"), format!("{}-apigateway", cfg.stack), stack_path(&cfg.stack));
+    let condition = crate::stack::data::trust_condition(account, None);
     stack.add("role.apigateway", &[], move |r| RoleSpec {
         tags: t.clone(),
         name: role_name.clone(),
         path: path.clone(),
         service: "apigateway.amazonaws.com".into(),
+        trust_condition: condition.clone(),
         managed_policies: Default::default(),
         inline: Some(serde_json::json!({
             "Version": "2012-10-17",
@@ -321,7 +323,7 @@ mod tests {
         known.insert("alb".into(), ("arn:alb".into(), [("dns_name".to_string(), "b.example".to_string())].into()));
         assert_ne!(a, definition_hash(&Refs::new(&known), &inputs), "a new backend is a new definition");
         let b = definition_hash(&Refs::new(&known), &inputs);
-        known.insert("ssm.basic_auth_password".into(), ("p".into(), [("fingerprint".to_string(), "0011".to_string())].into()));
-        assert_ne!(b, definition_hash(&Refs::new(&known), &inputs), "a new password is a new definition");
+        known.insert("ssm.basic_auth_password".into(), ("p".into(), [("version".to_string(), "2".to_string())].into()));
+        assert_ne!(b, definition_hash(&Refs::new(&known), &inputs), "a new password version is a new definition");
     }
 }

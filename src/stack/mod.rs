@@ -105,7 +105,7 @@ impl Stack {
         stack.adding = Tier::Network;
         network::add(&mut stack, settings, azs);
         stack.adding = Tier::Data;
-        data::add(&mut stack, settings, region);
+        data::add(&mut stack, settings, region, account);
         stack.adding = Tier::Compute;
         compute::add(&mut stack, settings, region);
         stack.adding = Tier::Edge;
@@ -214,6 +214,8 @@ mod tests {
     fn stack(nat: u8) -> Stack {
         let mut cfg = Config::with_defaults("books");
         cfg.nat_gateways = nat;
+        // The public route's layout (the `alb` group); the private one has no ALB.
+        cfg.integration = "public".into();
         Stack::desired(&cfg.validate().unwrap(), &["us-east-1a".into(), "us-east-1b".into()], "us-east-1", "123456789012").unwrap()
     }
 

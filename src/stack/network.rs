@@ -114,13 +114,18 @@ pub fn add(stack: &mut Stack, settings: &Settings, azs: &[String]) {
         });
     }
     let (t, d) = sg("sg.ecs", "Service tasks: container port from the load balancer");
-    let vpc_cidr = settings.vpc_cidr.to_string();
+    // The NLB (internal, in the ecs subnets) forwards from its own private addresses there,
+    // and health-checks from them: those two subnets, not the VPC's public or db subnets.
+    let nlb_subnets = [settings.subnet_cidrs[2].to_string(), settings.subnet_cidrs[3].to_string()];
     stack.add("sg.ecs", &[], move |r| SecurityGroupSpec {
         tags: t.clone(),
         vpc_id: r.id("vpc"),
         description: d.clone(),
-        // The NLB forwards from its own private addresses (and health-checks from them).
-        ingress: [IngressRule::tcp(port, if private { Source::Cidr(vpc_cidr.clone()) } else { Source::Group(r.id("sg.alb")) })].into(),
+        ingress: if private {
+            nlb_subnets.iter().map(|cidr| IngressRule::tcp(port, Source::Cidr(cidr.clone()))).collect()
+        } else {
+            [IngressRule::tcp(port, Source::Group(r.id("sg.alb")))].into()
+        },
     });
     let (t, d) = sg("sg.db", "Aurora: PostgreSQL from the service tasks");
     stack.add("sg.db", &[], move |r| SecurityGroupSpec {

@@ -366,8 +366,8 @@ impl Shared {
                     match current {
                         Some(c) if c.holder.as_ref().and_then(|h| h.id.as_ref()) == holder.id.as_ref() => *etag = c.etag,
                         other => {
-                            let by = other.map(|c| c.describe()).unwrap_or_else(|| "nobody (the lock was deleted)".into());
-                            eprintln!("error: lost the state lock of stack {:?} to {by}; this run writes no more state", self.stack);
+                            let by = other.map(|c| format!("taken over by {}", c.describe())).unwrap_or_else(|| GONE.into());
+                            eprintln!("error: this run no longer holds the state lock of stack {:?} ({by}); it writes no more state", self.stack);
                             *self.lost.lock().unwrap() = Some(by);
                             *held = None;
                             return;
@@ -406,7 +406,7 @@ impl Shared {
     async fn write(&self, body: Vec<u8>) -> Result<()> {
         let location = self.url.state_url(&self.stack);
         if let Some(by) = self.lost.lock().unwrap().clone() {
-            bail!("not writing {location}: the state lock was taken over by {by}; nothing was overwritten");
+            bail!("not writing {location}: this run no longer holds the state lock ({by}); nothing was overwritten");
         }
         let expected = self.state_etag.lock().unwrap().clone();
         match self.put(&self.state_key, body.clone(), expected.as_deref()).await? {
@@ -423,6 +423,17 @@ impl Shared {
                         return Ok(());
                     }
                 }
+                // A run paused past its lease finds the state moved on by the run that took
+                // its lock: that is the cause to name, whichever of the lease renewal and
+                // this write noticed first.
+                let ours = self.lock.lock().await.as_ref().and_then(|(holder, _)| holder.id.clone());
+                let current = self.current_lock().await.ok().flatten();
+                let holder = current.as_ref().and_then(|c| c.holder.as_ref()).and_then(|h| h.id.clone());
+                if ours.is_none() || holder != ours {
+                    let by = current.map(|c| format!("taken over by {}", c.describe())).unwrap_or_else(|| GONE.into());
+                    *self.lost.lock().unwrap() = Some(by.clone());
+                    bail!("not writing {location}: this run no longer holds the state lock ({by}); nothing was overwritten");
+                }
                 let base = expected.map(|e| format!("ETag {e}")).unwrap_or_else(|| "no object".into());
                 bail!(
                     "state {location} was changed by another writer since this run read it (it expected {base}; PreconditionFailed); nothing was overwritten. Another run may have taken over the lock: re-run to continue from the current state"
@@ -431,6 +442,9 @@ impl Shared {
         }
     }
 }
+
+/// What a run that lost its lock says when the lock object is no longer there at all.
+const GONE: &str = "it is gone: another run took it over and has released it, or `infra unlock` removed it";
 
 /// The S3 backend. Its calls run on a runtime of its own (one worker thread), with a client
 /// of its own: the lease is renewed there whatever the engine is doing, and the release on

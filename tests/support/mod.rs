@@ -162,6 +162,8 @@ impl Project {
         // image, and no rollout wait (moto's services never reach steady state).
         project.edit_config("source_code_path = \"api\"", &format!("image = \"{TEST_IMAGE}\""));
         project.edit_config("wait_for_rollout = true", "wait_for_rollout = false");
+        // The tests of the public route (the ALB) say so; `a_private_integration_…` switch.
+        project.edit_config("integration = \"private\"", "integration = \"public\"");
         project
     }
 

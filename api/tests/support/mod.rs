@@ -244,12 +244,41 @@ impl PgCluster {
     /// and reloads; the socket stays trusted for setup.
     pub fn set_hba(&self, hba: &str) {
         let path = self.data().join("pg_hba.conf");
+        let loaded_before = self.conf_load_time();
         fs::write(&path, format!("local all all trust\n{hba}\n")).unwrap();
         if is_root() {
             Command::new("chown").arg("postgres").arg(&path).status().unwrap();
         }
         self.run_pg("pg_ctl", &["-D".as_ref(), self.data().as_os_str(), "reload".as_ref()]);
-        std::thread::sleep(Duration::from_millis(300));
+        // `pg_ctl reload` only signals the postmaster: wait until it has reloaded, which a
+        // new session sees as a later pg_conf_load_time().
+        let start = Instant::now();
+        while self.conf_load_time() == loaded_before {
+            assert!(start.elapsed() < Duration::from_secs(10), "postgres did not reload pg_hba.conf");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// When the postmaster last loaded its configuration, as a new local session sees it.
+    fn conf_load_time(&self) -> String {
+        let psql = self.bin.join("psql");
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&psql);
+            c
+        } else {
+            Command::new(&psql)
+        };
+        let out = cmd
+            .arg("-h")
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string(), "-U", DB_USER, "-d", "postgres", "-Atc", "SELECT pg_conf_load_time()"])
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .output()
+            .expect("psql");
+        assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     pub fn db_config(&self) -> DbConfig {

@@ -6,17 +6,20 @@
 //! An HTTP integration may carry the backend's basic-auth password in its URI (the seed
 //! does so). The spec holds the URI with the password shown as `****` and the name of the
 //! SSM parameter; the value is read only to make the PutIntegration call. What is read back
-//! keeps the URI redacted and a fingerprint of the password, compared with the parameter's,
-//! so the value never reaches state, logs or plan output, and a stale one still shows.
+//! keeps the URI redacted, so the value never reaches state, logs or plan output. Which
+//! version of the parameter the URI holds is written beside it, in the integration's
+//! `cacheNamespace` (`<resource id>-password-v<version>`: still one namespace per path, as
+//! API Gateway's default, the resource id, is), so a rotated password shows as drift
+//! without anything derived from its value being kept or compared.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_apigateway::types::{ConnectionType, ContentHandlingStrategy, IntegrationType, Method as SdkMethod};
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::{by_api, conflict_means, resources_of, split_id};
 use crate::aws::{aws_error, aws_error_typed, found, AwsError, ErrorClass, SendOnce};
-use crate::resources::secrets::ssm_parameter::{fingerprint, read_secret};
+use crate::resources::secrets::ssm_parameter::read_secret;
 use crate::resources::{compare, Ctx, Diff, FieldChange, Kind, Replacement, Resource};
 
 /// How a URI shows a password it embeds.
@@ -30,12 +33,16 @@ pub enum Authorization {
     Cognito { authorizer_id: String, scopes: Vec<String> },
 }
 
-/// The secret an integration URI embeds: where it lives, and the fingerprint of its
-/// current value.
+/// The secret an integration URI embeds: where it lives, and the version of it in SSM now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UriSecret {
     pub parameter: String,
-    pub fingerprint: String,
+    pub version: String,
+}
+
+/// The cache namespace of an integration whose URI holds version `version` of its secret.
+fn password_namespace(resource_id: &str, version: impl std::fmt::Display) -> String {
+    format!("{resource_id}-password-v{version}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,13 +86,14 @@ pub struct MethodSpec {
     pub integration: IntegrationSpec,
 }
 
-/// An integration as read: the URI redacted, the password only as its fingerprint.
+/// An integration as read: the URI redacted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Integration {
     pub kind: String,
     pub http_method: String,
     pub uri: String,
-    pub password_fingerprint: Option<String>,
+    /// Where infra puts a password: `<resource id>-password-v<version>`.
+    pub cache_namespace: Option<String>,
     pub credentials: Option<String>,
     /// INTERNET or VPC_LINK (absent in an answer means INTERNET).
     pub connection_type: String,
@@ -111,15 +119,14 @@ pub struct Method {
     pub integration: Option<Integration>,
 }
 
-/// Splits the password out of `scheme://user:password@host/...`: the URI with the password
-/// as [`REDACTED`], and the password (percent-decoded).
-pub fn redact(uri: &str, stack: &str) -> (String, Option<String>) {
-    let Some(scheme_end) = uri.find("://").map(|i| i + 3) else { return (uri.to_string(), None) };
+/// `scheme://user:password@host/...` with the password as [`REDACTED`]; the password read
+/// is dropped at once.
+pub fn redact(uri: &str) -> String {
+    let Some(scheme_end) = uri.find("://").map(|i| i + 3) else { return uri.to_string() };
     let authority_end = uri[scheme_end..].find('/').map_or(uri.len(), |i| scheme_end + i);
-    let Some(at) = uri[scheme_end..authority_end].rfind('@').map(|i| scheme_end + i) else { return (uri.to_string(), None) };
-    let Some(colon) = uri[scheme_end..at].find(':').map(|i| scheme_end + i) else { return (uri.to_string(), None) };
-    let password = percent_decode_str(&uri[colon + 1..at]).decode_utf8_lossy();
-    (format!("{}{REDACTED}{}", &uri[..colon + 1], &uri[at..]), Some(fingerprint(stack, &password)))
+    let Some(at) = uri[scheme_end..authority_end].rfind('@').map(|i| scheme_end + i) else { return uri.to_string() };
+    let Some(colon) = uri[scheme_end..at].find(':').map(|i| scheme_end + i) else { return uri.to_string() };
+    format!("{}{REDACTED}{}", &uri[..colon + 1], &uri[at..])
 }
 
 /// What a password in a URI's user info keeps as it is: RFC 3986's unreserved characters.
@@ -130,7 +137,7 @@ fn with_password(uri: &str, password: &str) -> String {
     uri.replacen(&format!(":{REDACTED}@"), &format!(":{}@", utf8_percent_encode(password, USERINFO_KEEP)), 1)
 }
 
-fn observe(api: &str, resource: &str, m: &SdkMethod, stack: &str) -> Method {
+fn observe(api: &str, resource: &str, m: &SdkMethod) -> Method {
     let mut method_responses: Vec<String> = m.method_responses().map(|r| r.keys().cloned().collect()).unwrap_or_default();
     method_responses.sort();
     Method {
@@ -143,7 +150,7 @@ fn observe(api: &str, resource: &str, m: &SdkMethod, stack: &str) -> Method {
         request_parameters: m.request_parameters().map(|p| p.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default(),
         method_responses,
         integration: m.method_integration().map(|i| {
-            let (uri, password_fingerprint) = redact(i.uri().unwrap_or_default(), stack);
+            let uri = redact(i.uri().unwrap_or_default());
             let mut responses: Vec<String> = i.integration_responses().map(|r| r.keys().cloned().collect()).unwrap_or_default();
             responses.sort();
             let mut cache_key_parameters = i.cache_key_parameters().to_vec();
@@ -152,7 +159,7 @@ fn observe(api: &str, resource: &str, m: &SdkMethod, stack: &str) -> Method {
                 kind: i.r#type().map(|t| t.as_str().to_string()).unwrap_or_default(),
                 http_method: i.http_method().unwrap_or_default().to_string(),
                 uri,
-                password_fingerprint,
+                cache_namespace: i.cache_namespace().map(str::to_string),
                 credentials: i.credentials().map(str::to_string),
                 connection_type: i.connection_type().map_or(ConnectionType::Internet.as_str(), |c| c.as_str()).to_string(),
                 connection_id: i.connection_id().map(str::to_string),
@@ -208,8 +215,10 @@ impl MethodSpec {
         compare(&mut c, "integration.http_method", &want.http_method, &found.http_method);
         compare(&mut c, "integration.uri", &want.uri, &found.uri);
         if let Some(secret) = &want.secret {
-            let found_fp = found.password_fingerprint.clone().unwrap_or_else(|| "(none)".into());
-            compare(&mut c, "integration.uri password (fingerprint)", &secret.fingerprint, &found_fp);
+            // The version of the password the URI holds, against the parameter's now: a
+            // rotation is pending until the integration is put again.
+            let found_ns = found.cache_namespace.clone().unwrap_or_else(|| "(none)".into());
+            compare(&mut c, "integration.uri password (SSM version, as cacheNamespace)", &password_namespace(&self.resource_id, &secret.version), &found_ns);
         }
         compare(&mut c, "integration.credentials", &show(&want.credentials), &show(&found.credentials));
         compare(&mut c, "integration.connection_type", &want.connection_type().as_str().to_string(), &found.connection_type);
@@ -288,9 +297,12 @@ impl MethodSpec {
     /// PutIntegration replaces the whole integration, so a repeat is harmless.
     async fn put_integration(&self, ctx: &Ctx, logical_id: &str) -> Result<(), AwsError> {
         let i = &self.integration;
-        let uri = match &i.secret {
-            Some(secret) => with_password(&i.uri, &read_secret(ctx, &secret.parameter).await?),
-            None => i.uri.clone(),
+        let (uri, cache_namespace) = match &i.secret {
+            Some(secret) => {
+                let secret = read_secret(ctx, &secret.parameter).await?;
+                (with_password(&i.uri, &secret.value), Some(password_namespace(&self.resource_id, secret.version)))
+            }
+            None => (i.uri.clone(), None),
         };
         ctx.apigateway()
             .await
@@ -306,6 +318,7 @@ impl MethodSpec {
             .set_connection_id(i.vpc_link.clone())
             .set_request_parameters(Some(i.request_parameters.clone().into_iter().collect()))
             .set_cache_key_parameters(Some(i.cache_key_parameters.clone()))
+            .set_cache_namespace(cache_namespace)
             .set_passthrough_behavior(i.passthrough_behavior.clone())
             .set_content_handling(i.content_handling.as_deref().map(ContentHandlingStrategy::from))
             .timeout_in_millis(i.timeout_ms)
@@ -346,7 +359,7 @@ impl Resource for MethodSpec {
             .set_method_responses(m.method_responses)
             .set_method_integration(m.method_integration)
             .build();
-        Ok(Some(observe(api, resource, &m, &ctx.stack)))
+        Ok(Some(observe(api, resource, &m)))
     }
 
     async fn adopt(&self, ctx: &Ctx, _logical_id: &str) -> Result<Vec<Method>, AwsError> {
@@ -403,7 +416,7 @@ impl Resource for MethodSpec {
                 let resource = r.id().unwrap_or_default();
                 for (verb, m) in r.resource_methods().into_iter().flatten() {
                     if ids.contains(&id_of(&api, resource, verb)) {
-                        out.push(observe(&api, resource, m, &ctx.stack));
+                        out.push(observe(&api, resource, m));
                     }
                 }
             }
@@ -431,21 +444,70 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_in_uris_are_redacted_and_fingerprinted() {
-        let (uri, fp) = redact("http://admin:s3cr%2Ft@lb.example.com/api/v1/book/{bookId}", "books");
+    fn passwords_in_uris_are_redacted() {
+        let uri = redact("http://admin:s3cr%2Ft@lb.example.com/api/v1/book/{bookId}");
         assert_eq!(uri, "http://admin:****@lb.example.com/api/v1/book/{bookId}");
-        assert_eq!(fp, Some(fingerprint("books", "s3cr/t")));
-        assert_eq!(redact("arn:aws:apigateway:us-east-1:s3:path/{bucket}/{key}", "books"), ("arn:aws:apigateway:us-east-1:s3:path/{bucket}/{key}".into(), None));
-        assert_eq!(redact("http://lb.example.com/a@b", "books").1, None, "an @ in the path is not user info");
+        assert_eq!(redact("arn:aws:apigateway:us-east-1:s3:path/{bucket}/{key}"), "arn:aws:apigateway:us-east-1:s3:path/{bucket}/{key}");
+        assert_eq!(redact("http://lb.example.com/a@b"), "http://lb.example.com/a@b", "an @ in the path is not user info");
         let real = with_password(&uri, "s3cr/t");
         assert_eq!(real, "http://admin:s3cr%2Ft@lb.example.com/api/v1/book/{bookId}");
-        assert_eq!(redact(&real, "books"), (uri, fp));
+        assert_eq!(redact(&real), uri);
+    }
+
+    fn book_method(version: &str, namespace: Option<&str>) -> (MethodSpec, Method) {
+        let integration = IntegrationSpec {
+            kind: "HTTP_PROXY".into(),
+            http_method: "GET".into(),
+            uri: "http://admin:****@lb/api/v1/book".into(),
+            secret: Some(UriSecret { parameter: "/books/p".into(), version: version.into() }),
+            credentials: None,
+            vpc_link: None,
+            request_parameters: BTreeMap::new(),
+            cache_key_parameters: Vec::new(),
+            passthrough_behavior: None,
+            content_handling: None,
+            timeout_ms: 29_000,
+            responses: Vec::new(),
+        };
+        let spec = MethodSpec { api_id: "a".into(), resource_id: "r1".into(), http_method: "GET".into(), authorization: Authorization::None, request_parameters: BTreeMap::new(), integration };
+        let found = Method {
+            api_id: "a".into(),
+            resource_id: "r1".into(),
+            http_method: "GET".into(),
+            authorization_type: "NONE".into(),
+            authorizer_id: None,
+            scopes: Vec::new(),
+            request_parameters: BTreeMap::new(),
+            method_responses: Vec::new(),
+            integration: Some(Integration {
+                kind: "HTTP_PROXY".into(),
+                http_method: "GET".into(),
+                uri: "http://admin:****@lb/api/v1/book".into(),
+                cache_namespace: namespace.map(str::to_string),
+                credentials: None,
+                connection_type: "INTERNET".into(),
+                connection_id: None,
+                request_parameters: BTreeMap::new(),
+                cache_key_parameters: Vec::new(),
+                passthrough_behavior: None,
+                content_handling: None,
+                timeout_ms: 29_000,
+                responses: Vec::new(),
+            }),
+        };
+        (spec, found)
     }
 
     #[test]
-    fn fingerprints_differ_by_value_and_stack() {
-        assert_ne!(fingerprint("books", "a"), fingerprint("books", "b"));
-        assert_ne!(fingerprint("books", "a"), fingerprint("other", "a"));
-        assert_eq!(fingerprint("books", "a").len(), 16);
+    fn a_newer_password_version_in_ssm_is_a_pending_rotation() {
+        let (spec, found) = book_method("3", Some("r1-password-v3"));
+        assert_eq!(spec.diff(&found), Diff::NoChange);
+        let (spec, found) = book_method("4", Some("r1-password-v3"));
+        assert_eq!(
+            spec.diff(&found),
+            Diff::Update(vec![FieldChange::new("integration.uri password (SSM version, as cacheNamespace)", "r1-password-v4", "r1-password-v3")])
+        );
+        let (spec, found) = book_method("1", None);
+        assert!(matches!(spec.diff(&found), Diff::Update(_)), "an integration put before versions were kept is put again");
     }
 }

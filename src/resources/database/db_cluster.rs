@@ -4,6 +4,11 @@
 //! region: a repeat meets DBClusterAlreadyExistsFault and the engine's lookup by identifier
 //! finds the cluster the first attempt made.
 //!
+//! The master password's SSM version is kept on the cluster as a tag
+//! (`infra:master-password-version`), written with the value it was set from: when SSM holds
+//! a newer one (the password was rotated), `status` shows it and `up` sets the new value
+//! with ModifyDBCluster, then the tag. Aurora's password itself cannot be read back.
+//!
 //! Replacing it would destroy its data, so a change AWS cannot make in place is refused.
 //! Deletion protection and the final-snapshot choice are recorded at create (the latter as
 //! a tag, so a lost state keeps it too) and govern `down` whatever the config says later.
@@ -22,6 +27,8 @@ pub const DB_CLUSTER_CREATE_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 pub const DB_CLUSTER_DELETE_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 /// The tag that remembers, on the cluster itself, whether `down` takes a final snapshot.
 pub const TAG_FINAL_SNAPSHOT: &str = "infra:final-snapshot";
+/// The tag naming the SSM version of the master password the cluster was last given.
+pub const TAG_PASSWORD_VERSION: &str = "infra:master-password-version";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbClusterSpec {
@@ -32,6 +39,8 @@ pub struct DbClusterSpec {
     pub master_username: String,
     /// Name of the SSM parameter holding the master password.
     pub password_parameter: String,
+    /// Its version in SSM now.
+    pub password_version: String,
     pub subnet_group: String,
     pub security_groups: BTreeSet<String>,
     pub deletion_protection: bool,
@@ -107,6 +116,10 @@ impl DbClusterSpec {
     }
 }
 
+fn password_version_tag(version: i64) -> aws_sdk_rds::types::Tag {
+    aws_sdk_rds::types::Tag::builder().key(TAG_PASSWORD_VERSION).value(version.to_string()).build()
+}
+
 async fn wait_cluster_gone(ctx: &Ctx, id: &str) -> Result<(), AwsError> {
     let what = format!("Aurora cluster {id} to be deleted");
     wait_until(&what, "DeleteDBCluster", DB_CLUSTER_DELETE_TIMEOUT, || async {
@@ -152,11 +165,15 @@ impl Resource for DbClusterSpec {
         compare(&mut update, "deletion_protection", &self.deletion_protection, &o.deletion_protection);
         let snapshot = o.tags.get(TAG_FINAL_SNAPSHOT).cloned().unwrap_or_else(|| "(absent)".into());
         compare(&mut update, &format!("tags.{TAG_FINAL_SNAPSHOT}"), &self.final_snapshot.to_string(), &snapshot);
+        let version = o.tags.get(TAG_PASSWORD_VERSION).cloned().unwrap_or_else(|| "(absent)".into());
+        compare(&mut update, "master_user_password (SSM version)", &self.password_version, &version);
         Diff::from_changes(update, replace)
     }
 
     async fn create(&self, ctx: &Ctx, logical_id: &str, _token: &str) -> Result<String, AwsError> {
         let password = read_secret(ctx, &self.password_parameter).await?;
+        let mut tags = self.all_tags();
+        tags.push(password_version_tag(password.version));
         ctx.rds()
             .await
             .create_db_cluster()
@@ -165,13 +182,13 @@ impl Resource for DbClusterSpec {
             .engine_version(&self.engine_version)
             .database_name(&self.database_name)
             .master_username(&self.master_username)
-            .master_user_password(password)
+            .master_user_password(password.value)
             .db_subnet_group_name(&self.subnet_group)
             .set_vpc_security_group_ids(Some(self.security_groups.iter().cloned().collect()))
             .storage_encrypted(true)
             .deletion_protection(self.deletion_protection)
             .copy_tags_to_snapshot(true)
-            .set_tags(Some(self.all_tags()))
+            .set_tags(Some(tags))
             .customize()
             .no_blind_retry()
             .send()
@@ -212,6 +229,22 @@ impl Resource for DbClusterSpec {
                 .send()
                 .await
                 .map_err(|e| aws_error("ModifyDBCluster", &o.identifier, e))?;
+        }
+        if o.tags.get(TAG_PASSWORD_VERSION) != Some(&self.password_version) {
+            // Rotated in SSM: the new value, then the tag naming its version (a run killed
+            // between the two sets the same value again).
+            let password = read_secret(ctx, &self.password_parameter).await?;
+            ctx.rds()
+                .await
+                .modify_db_cluster()
+                .db_cluster_identifier(&o.identifier)
+                .master_user_password(password.value)
+                .apply_immediately(true)
+                .send()
+                .await
+                // Never the error's request: it holds the password.
+                .map_err(|e| aws_error("ModifyDBCluster", &o.identifier, e))?;
+            put_tags(ctx, &o.arn, vec![password_version_tag(password.version)]).await?;
         }
         let snapshot_tag = o.tags.get(TAG_FINAL_SNAPSHOT) != Some(&self.final_snapshot.to_string());
         if !self.tags.diff(&o.tags).is_empty() || snapshot_tag {

@@ -23,6 +23,9 @@ pub struct RoleSpec {
     pub path: String,
     /// The service principal allowed to assume the role (`ecs-tasks.amazonaws.com`).
     pub service: String,
+    /// The trust statement's `Condition` (`Value::Null`: none): the confused-deputy guard,
+    /// so the service assumes the role only on behalf of this account's resources.
+    pub trust_condition: Value,
     pub managed_policies: BTreeSet<String>,
     /// The inline policy document, if the role has one.
     pub inline: Option<Value>,
@@ -39,12 +42,13 @@ pub struct Role {
     pub tags: BTreeMap<String, String>,
 }
 
-/// The trust policy letting `service` assume a role.
-pub fn trust_policy(service: &str) -> Value {
-    serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]
-    })
+/// The trust policy letting `service` assume a role, under `condition` (if not null).
+pub fn trust_policy(service: &str, condition: &Value) -> Value {
+    let mut statement = serde_json::json!({"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"});
+    if !condition.is_null() {
+        statement["Condition"] = condition.clone();
+    }
+    serde_json::json!({"Version": "2012-10-17", "Statement": [statement]})
 }
 
 /// IAM returns policy documents URL-encoded; emulators sometimes do not.
@@ -204,7 +208,7 @@ impl Resource for RoleSpec {
         compare(&mut replace, "name", &self.name, &o.name);
         compare(&mut replace, "path", &self.path, &o.path);
         let mut update = self.tags.diff(&o.tags);
-        let trust = trust_policy(&self.service);
+        let trust = trust_policy(&self.service, &self.trust_condition);
         if !policies_equal(&trust, &o.trust) {
             compare(&mut update, "assume_role_policy", &canonical(&trust).to_string(), &canonical(&o.trust).to_string());
         }
@@ -228,7 +232,7 @@ impl Resource for RoleSpec {
             .create_role()
             .role_name(&self.name)
             .path(&self.path)
-            .assume_role_policy_document(trust_policy(&self.service).to_string())
+            .assume_role_policy_document(trust_policy(&self.service, &self.trust_condition).to_string())
             .description(format!("infra stack {}: {logical_id}", self.tags.stack))
             .set_tags(Some(iam_tags(&self.tags)))
             .customize()
@@ -241,7 +245,7 @@ impl Resource for RoleSpec {
 
     /// Sets what the create call cannot (policies) and repairs drift.
     async fn update(&self, ctx: &Ctx, _logical_id: &str, o: &Role) -> Result<Option<String>, AwsError> {
-        let trust = trust_policy(&self.service);
+        let trust = trust_policy(&self.service, &self.trust_condition);
         if !policies_equal(&trust, &o.trust) {
             ctx.iam()
                 .await

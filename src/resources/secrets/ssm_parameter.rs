@@ -1,10 +1,14 @@
 //! An SSM SecureString parameter named in the config. One that exists is used as it is and
 //! never changed or deleted; one that is absent is created with a strong random value and
 //! the stack's tags, and only such a parameter is deleted by `down` (the `managed` attribute
-//! recorded in state says which). The value is generated, sent once in PutParameter and
-//! never logged or recorded: readers (Aurora's create, API Gateway's integration URI, ECS at
-//! task start) fetch it. Reads keep only a salted fingerprint of it, so a stale copy
-//! embedded elsewhere shows as drift.
+//! recorded in state says which). Ours means tagged `infra:stack=<this stack>`, which only
+//! this stack's PutParameter does: a parameter another stack made (or the user's) is never
+//! re-tagged, recorded as managed or deleted. The value is generated, sent once in
+//! PutParameter and never logged or recorded: readers (Aurora, API Gateway's integration
+//! URI, ECS at task start) fetch it. Reads never decrypt it: they keep the parameter's
+//! version (SSM counts every PutParameter), which is how a rotation is seen — the copies
+//! made of the value (Aurora's master password, the integration URIs, the running tasks)
+//! each record the version they hold, and a newer one in SSM is drift that `up` repairs.
 //!
 //! A repeat of PutParameter meets ParameterAlreadyExists; the engine's lookup by name then
 //! finds the parameter, and its tags tell whether it is ours.
@@ -33,18 +37,11 @@ pub struct SsmParameter {
     pub arn: String,
     pub kind: String,
     pub tags: BTreeMap<String, String>,
-    /// [`fingerprint`] of the value: what a spec that embeds the value compares against.
-    pub fingerprint: String,
-}
-
-impl SsmParameter {
-    /// Created by infra for this stack (so `down` deletes it), rather than the user's.
-    fn managed(&self, stack: Option<&str>) -> bool {
-        match stack {
-            Some(stack) => has_stack_tags(&self.tags, stack, None),
-            None => self.tags.contains_key(crate::resources::TAG_STACK),
-        }
-    }
+    /// SSM's version of the value: 1 at the first PutParameter, one more at each overwrite.
+    pub version: i64,
+    /// Created by this stack (tagged with its name), so managed by it and deleted by its
+    /// `down`; another stack's parameter, or the user's, is used as it is.
+    pub owned: bool,
 }
 
 async fn tags_of(ctx: &Ctx, name: &str) -> Result<BTreeMap<String, String>, AwsError> {
@@ -60,8 +57,7 @@ async fn tags_of(ctx: &Ctx, name: &str) -> Result<BTreeMap<String, String>, AwsE
     Ok(resp.tag_list().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
 }
 
-/// Parameters by exact name, with their tags and the fingerprint of their values (the
-/// values themselves are dropped as soon as they are digested).
+/// Parameters by exact name, with their tags and versions (never their values).
 pub async fn find_parameters(ctx: &Ctx, names: &[String]) -> Result<Vec<SsmParameter>, AwsError> {
     let mut found = Vec::new();
     for chunk in names.chunks(50) {
@@ -83,7 +79,8 @@ pub async fn find_parameters(ctx: &Ctx, names: &[String]) -> Result<Vec<SsmParam
                     arn: p.arn().unwrap_or_default().to_string(),
                     kind: p.r#type().map(|t| t.as_str().to_string()).unwrap_or_default(),
                     tags: BTreeMap::new(),
-                    fingerprint: String::new(),
+                    version: p.version(),
+                    owned: false,
                 });
             }
             token = resp.next_token().map(str::to_string);
@@ -93,7 +90,7 @@ pub async fn find_parameters(ctx: &Ctx, names: &[String]) -> Result<Vec<SsmParam
         }
     }
     // GetParameters (ten names a call) has the ARN, which DescribeParameters leaves out on
-    // some endpoints, and the value, which is turned into its fingerprint at once.
+    // some endpoints; not decrypted: the value is not wanted here.
     let names: Vec<String> = found.iter().map(|p| p.name.clone()).collect();
     for chunk in names.chunks(10) {
         let resp = ctx
@@ -101,37 +98,42 @@ pub async fn find_parameters(ctx: &Ctx, names: &[String]) -> Result<Vec<SsmParam
             .await
             .get_parameters()
             .set_names(Some(chunk.to_vec()))
-            .with_decryption(true)
+            .with_decryption(false)
             .send()
             .await
             .map_err(|e| aws_error("GetParameters", chunk.join(","), e))?;
         for got in resp.parameters() {
             if let Some(p) = found.iter_mut().find(|p| Some(p.name.as_str()) == got.name()) {
                 p.arn = got.arn().unwrap_or_default().to_string();
-                p.fingerprint = fingerprint(&ctx.stack, got.value().unwrap_or_default());
+                p.version = got.version();
             }
         }
     }
     let tags = futures::future::try_join_all(found.iter().map(|p| tags_of(ctx, &p.name))).await?;
     for (p, tags) in found.iter_mut().zip(tags) {
+        p.owned = has_stack_tags(&tags, &ctx.stack, None);
         p.tags = tags;
     }
     Ok(found)
 }
 
-/// A short one-way digest of a secret, salted with the stack name: kept in state and
-/// compared to detect that a value embedded elsewhere (API Gateway's integration URI) is
-/// stale, without keeping the value. 64 bits of SHA-256: enough to tell values apart, and
-/// for a generated 190-bit value, nothing to recover it from.
-pub fn fingerprint(stack: &str, value: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::new().chain_update(b"infra-fingerprint\0").chain_update(stack).chain_update(b"\0").chain_update(value).finalize();
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+/// A SecureString's value and the version it is, read together for a call that embeds it.
+pub struct Secret {
+    pub value: String,
+    pub version: i64,
 }
 
-/// Reads a SecureString's value for a resource that needs it at create (Aurora's master
-/// password). The value goes straight into that call; it is never logged or stored.
-pub async fn read_secret(ctx: &Ctx, name: &str) -> Result<String, AwsError> {
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret {{ value: ****, version: {} }}", self.version)
+    }
+}
+
+/// Reads a SecureString's value for a call that needs it (Aurora's master password, the
+/// integration URI), with its version, from one GetParameter, so what the call's resource
+/// records as the version it holds is the version of that value. The value goes straight
+/// into that call; it is never logged or stored.
+pub async fn read_secret(ctx: &Ctx, name: &str) -> Result<Secret, AwsError> {
     let resp = ctx
         .ssm()
         .await
@@ -141,7 +143,8 @@ pub async fn read_secret(ctx: &Ctx, name: &str) -> Result<String, AwsError> {
         .send()
         .await
         .map_err(|e| aws_error_typed("GetParameter", name, e, |e| e.is_parameter_not_found().then_some(ErrorClass::NotFound)))?;
-    Ok(resp.parameter().and_then(|p| p.value()).unwrap_or_default().to_string())
+    let parameter = resp.parameter();
+    Ok(Secret { value: parameter.and_then(|p| p.value()).unwrap_or_default().to_string(), version: parameter.map_or(0, |p| p.version()) })
 }
 
 impl Resource for SsmParameterSpec {
@@ -161,8 +164,10 @@ impl Resource for SsmParameterSpec {
     fn diff(&self, o: &SsmParameter) -> Diff {
         let mut replace = Vec::new();
         compare(&mut replace, "name", &self.name, &o.name);
-        // The user's own parameter is used as it is: nothing of it is managed.
-        if !o.managed(None) {
+        // The user's own parameter, or another stack's, is used as it is: nothing of it is
+        // managed (re-tagging it would make it this stack's, and this stack's `down` would
+        // delete it).
+        if !o.owned {
             return Diff::from_changes(Vec::new(), replace);
         }
         let mut update = self.tags.diff(&o.tags);
@@ -230,7 +235,7 @@ impl Resource for SsmParameterSpec {
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(find_parameters(ctx, &names).await?.into_iter().filter(|p| p.managed(Some(&ctx.stack))).collect())
+        Ok(find_parameters(ctx, &names).await?.into_iter().filter(|p| p.owned).collect())
     }
 
     fn tags(o: &SsmParameter) -> Option<&BTreeMap<String, String>> {
@@ -241,6 +246,14 @@ impl Resource for SsmParameterSpec {
     async fn delete(ctx: &Ctx, id: &str, recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {
         if recorded.get("managed").map(String::as_str) != Some("true") {
             return Ok(());
+        }
+        // A state written before ownership meant this stack's tag may call another stack's
+        // parameter managed: the live tag decides.
+        match tags_of(ctx, id).await {
+            Ok(tags) if !has_stack_tags(&tags, &ctx.stack, None) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.class == ErrorClass::NotFound || e.code.as_deref() == Some("InvalidResourceId") => return Ok(()),
+            Err(e) => return Err(e),
         }
         ctx.ssm()
             .await
@@ -259,8 +272,8 @@ impl Resource for SsmParameterSpec {
     fn attributes(o: &SsmParameter) -> BTreeMap<String, String> {
         [
             ("arn".to_string(), o.arn.clone()),
-            ("managed".to_string(), o.managed(None).to_string()),
-            ("fingerprint".to_string(), o.fingerprint.clone()),
+            ("managed".to_string(), o.owned.to_string()),
+            ("version".to_string(), o.version.to_string()),
         ]
         .into()
     }
