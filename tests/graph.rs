@@ -136,13 +136,13 @@ fn offline_graph_and_cost_make_no_aws_call() {
         assert!(mermaid.stdout.contains(&format!("[\"{id}<br/>")), "mermaid lacks {id}");
     }
 
-    // The default integration is private: an internal NLB and a VPC link, no ALB.
+    // The harness switches the test config to the public route (the ALB).
     let cost = project.infra(&["cost"]);
     assert_ok(&cost);
-    assert!(cost.stdout.contains("$138.84/month"), "{cost:?}");
+    assert!(cost.stdout.contains("$146.14/month"), "{cost:?}");
     assert!(cost.stdout.contains("per unit") && cost.stdout.contains("https://aws.amazon.com/vpc/pricing/"), "{cost:?}");
     let json: serde_json::Value = serde_json::from_str(&project.infra(&["cost", "--json"]).stdout).unwrap();
-    assert_eq!(json["monthly_usd"], 138.84);
+    assert_eq!(json["monthly_usd"], 146.14);
     assert_eq!(json["region"], "us-east-1");
     assert!(project.calls().is_empty());
 
@@ -152,26 +152,25 @@ fn offline_graph_and_cost_make_no_aws_call() {
 }
 
 #[test]
-fn plan_prints_the_monthly_total_and_what_switching_to_public_adds() {
+fn plan_prints_the_monthly_total_and_what_switching_to_private_saves() {
     let moto = Moto::start();
     let project = Project::new(&moto);
     let fresh = project.infra(&["plan"]);
     assert_eq!(fresh.code, 2, "{fresh:?}");
-    assert!(fresh.stdout.contains("Cost: creating the stack adds $138.84/month."), "{fresh:?}");
+    assert!(fresh.stdout.contains("Cost: creating the stack adds $146.14/month."), "{fresh:?}");
     assert_ok(&project.infra(&["up"]));
 
     let same = project.infra(&["plan"]);
     assert_ok(&same);
-    assert!(same.stdout.contains("Cost: this plan changes nothing billed ($138.84/month)."), "{same:?}");
+    assert!(same.stdout.contains("Cost: this plan changes nothing billed ($146.14/month)."), "{same:?}");
 
-    // The ALB and its two public addresses in place of the internal NLB.
-    project.edit_config("integration = \"private\"", "integration = \"public\"");
+    project.edit_config("integration = \"public\"", "integration = \"private\"");
     let switch = project.infra(&["plan"]);
     assert_eq!(switch.code, 2, "{switch:?}");
-    assert!(switch.stdout.contains("Cost: integration private → public: +$7.30/month"), "{switch:?}");
-    assert!(switch.stdout.contains("$138.84/month now, $146.14/month after `infra up`"), "{switch:?}");
+    assert!(switch.stdout.contains("Cost: integration public → private: -$7.30/month"), "{switch:?}");
+    assert!(switch.stdout.contains("$146.14/month now, $138.84/month after `infra up`"), "{switch:?}");
     let json: serde_json::Value = serde_json::from_str(&project.infra(&["plan", "--json"]).stdout).unwrap();
-    assert_eq!(json["cost"]["now_monthly_usd"], 138.84);
-    assert_eq!(json["cost"]["monthly_usd"], 146.14);
+    assert_eq!(json["cost"]["now_monthly_usd"], 146.14);
+    assert_eq!(json["cost"]["monthly_usd"], 138.84);
     assert_eq!(json["cost"]["changes"][0]["setting"], "integration");
 }
