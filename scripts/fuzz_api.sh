@@ -14,7 +14,7 @@
 #   scripts/fuzz_api.sh --venv                          # only install; prints the venv path
 #
 # schemathesis and openapi-spec-validator (which the OpenAPI tests run) go into the project's
-# .venv, beside moto. PostgreSQL binaries as the tests find them: PG_BIN, PATH, or
+# .venv, beside moto. The binary: BOOKS_API_BIN, else a dev build. PostgreSQL binaries as the tests find them: PG_BIN, PATH, or
 # /usr/lib/postgresql/*/bin; initdb/pg_ctl run as the postgres user (runuser) when root.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,15 +50,19 @@ if $venv_only; then
   exit 0
 fi
 
-# The dev build, as the tests use it (scripts/test.sh has just built it).
-bin=$(cargo build -p books-api --locked --quiet --message-format=json-render-diagnostics \
-  | "$venv/bin/python" -c '
+# BOOKS_API_BIN: the binary to fuzz (scripts/test.sh passes the one its tests just built: a
+# `-p books-api` build unifies other features than `--workspace` and would build it again).
+bin=${BOOKS_API_BIN:-}
+if [ -z "$bin" ]; then
+  bin=$(cargo build -p books-api --locked --quiet --message-format=json-render-diagnostics \
+    | "$venv/bin/python" -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "books-api" and m.get("executable"):
         print(m["executable"])')
-[ -x "$bin" ] || { echo "fuzz_api.sh: books-api binary not found after the build" >&2; exit 1; }
+fi
+[ -x "$bin" ] || { echo "fuzz_api.sh: no books-api binary at '$bin'" >&2; exit 1; }
 
 pg_bin=${PG_BIN:-}
 if [ -z "$pg_bin" ] && command -v pg_ctl >/dev/null 2>&1; then

@@ -33,6 +33,7 @@ fi
 cargo test --workspace --locked "$@"
 # The engine tests again with the state in S3 (a versioned bucket in each test's moto).
 INFRA_TEST_STATE_BACKEND=s3 cargo test --workspace --locked --test network "$@"
-# books-api fuzzed from its own OpenAPI document: schemathesis against the real binary on a
-# throwaway PostgreSQL (FUZZ_SEED / FUZZ_MAX_EXAMPLES change the seed and budget).
-scripts/fuzz_api.sh
+# books-api fuzzed from its own OpenAPI document: schemathesis against the binary the tests
+# above ran, on a throwaway PostgreSQL (FUZZ_SEED / FUZZ_MAX_EXAMPLES change seed and budget).
+target_dir=$(cargo metadata --locked --format-version 1 --no-deps | "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+BOOKS_API_BIN="$target_dir/debug/books-api" scripts/fuzz_api.sh
