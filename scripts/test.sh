@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (moto into .venv, PostgreSQL binaries
-# if missing), then runs every test of the workspace against real moto and PostgreSQL.
+# The test command: installs what the tests need (moto, schemathesis and
+# openapi-spec-validator into .venv, PostgreSQL binaries if missing), then runs every test of
+# the workspace against real moto and PostgreSQL, then the books-api fuzz stage.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 venv=$(scripts/moto-venv.sh)
 export MOTO_SERVER="$venv/bin/moto_server"
+# schemathesis (the fuzz stage below) and openapi-spec-validator (books-api's OpenAPI tests).
+scripts/fuzz_api.sh --venv >/dev/null
+export OPENAPI_SPEC_VALIDATOR="$venv/bin/openapi-spec-validator"
 
 # books-api's tests start throwaway PostgreSQL clusters (initdb, pg_ctl) and make a
 # throwaway CA with the openssl command; `infra graph`'s tests read its DOT back with
@@ -31,3 +35,7 @@ fi
 cargo test --workspace --locked "$@"
 # The engine tests again with the state in S3 (a versioned bucket in each test's moto).
 INFRA_TEST_STATE_BACKEND=s3 cargo test --workspace --locked --test network "$@"
+# books-api fuzzed from its own OpenAPI document: schemathesis against the binary the tests
+# above ran, on a throwaway PostgreSQL (FUZZ_SEED / FUZZ_MAX_EXAMPLES change seed and budget).
+target_dir=$(cargo metadata --locked --format-version 1 --no-deps | "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+BOOKS_API_BIN="$target_dir/debug/books-api" scripts/fuzz_api.sh

@@ -95,7 +95,8 @@ fn push_i64(out: &mut Vec<u8>, n: i64) {
 /// regard to ASCII case (the last one wins), unknown keys ignored, `null`
 /// leaves a field unset, only the first JSON value of the body is read.
 /// Then validated as the original does (`title`, `author` non-empty, `year`
-/// non-zero), plus our bound: `title`/`author` at most 1000 characters.
+/// non-zero), plus our bounds: `title`/`author` at most 1000 characters and
+/// without NUL (U+0000), which PostgreSQL `text` cannot store.
 ///
 /// `year` is any integral JSON number in the 64-bit range except 0. Unlike
 /// Go's decoder we also take an integral number written with a fraction or
@@ -103,11 +104,11 @@ fn push_i64(out: &mut Vec<u8>, n: i64) {
 /// the clients generated from it — counts those as integers.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct BookInput {
-    /// Required, 1 to 1000 characters.
-    #[schema(example = "The Go Programming Language", min_length = 1, max_length = 1000)]
+    /// Required, 1 to 1000 characters, no NUL (U+0000).
+    #[schema(example = "The Go Programming Language", min_length = 1, max_length = 1000, pattern = "^[^\\u0000]*$")]
     pub title: String,
-    /// Required, 1 to 1000 characters.
-    #[schema(example = "Alan A. A. Donovan", min_length = 1, max_length = 1000)]
+    /// Required, 1 to 1000 characters, no NUL (U+0000).
+    #[schema(example = "Alan A. A. Donovan", min_length = 1, max_length = 1000, pattern = "^[^\\u0000]*$")]
     pub author: String,
     /// Required: a non-zero integer (64-bit).
     #[schema(example = 2015)]
@@ -189,46 +190,54 @@ enum Year {
 
 impl<'de> Deserialize<'de> for Year {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Year;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an integer")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Year, E> {
-                Ok(Year::Value(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Year, E> {
-                Ok(i64::try_from(v).map_or(Year::NotAnInteger, Year::Value))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Year, E> {
-                // Integral and inside i64: every such f64 converts exactly.
-                if v.fract() == 0.0 && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&v) {
-                    Ok(Year::Value(v as i64))
-                } else {
-                    Ok(Year::NotAnInteger)
-                }
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Year, E> {
-                Ok(Year::Null)
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Year, E> {
-                Ok(Year::NotAnInteger)
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Year, E> {
-                Ok(Year::NotAnInteger)
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Year, A::Error> {
-                while a.next_element::<de::IgnoredAny>()?.is_some() {}
-                Ok(Year::NotAnInteger)
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut a: A) -> Result<Year, A::Error> {
-                while a.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
-                Ok(Year::NotAnInteger)
-            }
-        }
-        d.deserialize_any(V)
+        // Decided from the number's text, never from serde_json's f64: a
+        // number with a fraction or exponent, or beyond the 64-bit range,
+        // is parsed as f64, which rounds past 2^53 (-9223372036854775809
+        // would be stored as -2^63, 100000000000000000.5 as an integer).
+        let raw = <&'de serde_json::value::RawValue>::deserialize(d)?;
+        let text = raw.get().trim();
+        Ok(match text.as_bytes().first() {
+            Some(b'n') => Year::Null,
+            Some(b'-' | b'0'..=b'9') => exact_integer(text).map_or(Year::NotAnInteger, Year::Value),
+            _ => Year::NotAnInteger,
+        })
     }
+}
+
+/// The integer a JSON number literal (syntax already checked by serde_json)
+/// denotes exactly, if it is one in the i64 range: `2e3` and `1084.0` are,
+/// `2000.5`, `5e-1` and `9223372036854775808` are not.
+fn exact_integer(text: &str) -> Option<i64> {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = rest.split_once(['e', 'E']).unwrap_or((rest, "0"));
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // Saturated: an exponent beyond a billion decides the answer by itself.
+    let (exp_negative, exp_digits) = match exponent.as_bytes().first() {
+        Some(b'-') => (true, &exponent[1..]),
+        Some(b'+') => (false, &exponent[1..]),
+        _ => (false, exponent),
+    };
+    let exp = exp_digits.bytes().fold(0i64, |e, b| (e * 10 + i64::from(b - b'0')).min(1_000_000_000));
+    let exp = if exp_negative { -exp } else { exp };
+    // value = digits × 10^scale, digits without leading or trailing zeros.
+    let digits: Vec<u8> = int.bytes().chain(frac.bytes()).collect();
+    let first = digits.iter().position(|&b| b != b'0');
+    let Some(first) = first else { return Some(0) };
+    let last = digits.iter().rposition(|&b| b != b'0').unwrap();
+    let significant = &digits[first..=last];
+    let scale = exp - frac.len() as i64 + (digits.len() - 1 - last) as i64;
+    // A fraction left over; or more digits than 2^63 has (19).
+    if scale < 0 || significant.len() as i64 + scale > 19 {
+        return None;
+    }
+    let mut value = significant.iter().fold(0i128, |v, &b| v * 10 + i128::from(b - b'0'));
+    for _ in 0..scale {
+        value *= 10;
+    }
+    i64::try_from(if negative { -value } else { value }).ok()
 }
 
 impl<'de> Deserialize<'de> for RawInput {
@@ -316,6 +325,12 @@ fn text(value: Option<String>, name: &'static str) -> Result<String, AppError> {
         Some(s) if s.chars().count() > MAX_TEXT_CHARS => {
             Err(AppError::validation(name, format!("{name} must be at most {MAX_TEXT_CHARS} characters")))
         }
+        // PostgreSQL `text` cannot hold U+0000 (the insert would fail with
+        // "invalid byte sequence for encoding UTF8: 0x00"): refused here,
+        // before any query.
+        Some(s) if s.contains('\0') => {
+            Err(AppError::validation(name, format!("{name} must not contain the NUL character (U+0000)")))
+        }
         Some(s) => Ok(s),
     }
 }
@@ -323,6 +338,40 @@ fn text(value: Option<String>, name: &'static str) -> Result<String, AppError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_integer_takes_only_integral_numbers_in_the_64_bit_range_exactly() {
+        for (text, want) in [
+            ("0", Some(0)),
+            ("-0", Some(0)),
+            ("-0.0e5", Some(0)),
+            ("2015", Some(2015)),
+            ("1084.0", Some(1084)),
+            ("2e3", Some(2000)),
+            ("2.015E+3", Some(2015)),
+            ("1200e-2", Some(12)),
+            ("0.5e1", Some(5)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("9223372036854775807.000", Some(i64::MAX)),
+            ("-9223372036854775808", Some(i64::MIN)),
+            ("-9.223372036854775808e18", Some(i64::MIN)),
+            ("1234567890123456789.0", Some(1_234_567_890_123_456_789)),
+            ("1e18", Some(1_000_000_000_000_000_000)),
+            ("9223372036854775808", None),
+            ("-9223372036854775809", None),
+            ("1e19", None),
+            ("2000.5", None),
+            ("5e-1", None),
+            ("12345e-2", None),
+            ("100000000000000000.5", None),
+            ("9223372036854775806.5", None),
+            ("1e300", None),
+            ("1e99999999999999999999", None),
+            ("1e-99999999999999999999", None),
+        ] {
+            assert_eq!(exact_integer(text), want, "{text}");
+        }
+    }
 
     #[test]
     fn hand_written_json_is_byte_identical_to_serde() {

@@ -70,14 +70,31 @@ pub fn openapi_json() -> serde_json::Value {
         ("/api/v1/book", "limit", count_schema(1)),
         ("/api/v1/book", "offset", count_schema(0)),
     ] {
-        let Some(ops) = doc["paths"][path].as_object_mut() else { continue };
+        // `get_mut`, not `[]`: indexing a JSON object mutably inserts a null
+        // for a missing key, and `"parameters": null` is not valid OpenAPI.
+        let Some(ops) = doc["paths"].get_mut(path).and_then(|p| p.as_object_mut()) else { continue };
         for op in ops.values_mut() {
-            if let Some(params) = op["parameters"].as_array_mut() {
+            if let Some(params) = op.get_mut("parameters").and_then(|p| p.as_array_mut()) {
                 for p in params.iter_mut().filter(|p| p["name"] == name) {
                     p["schema"] = schema.clone();
                 }
             }
         }
+    }
+    // Links from a book to its operations, for clients and for
+    // schemathesis's stateful phase. Written here because utoipa 5.5
+    // serializes a Link's `operationId` as `operation_id`.
+    let (get, put, delete) = (("GetBook", "get_book"), ("UpdateBook", "update_book"), ("DeleteBook", "delete_book"));
+    for (path, method, targets) in [
+        ("/api/v1/book", "post", &[get, put, delete][..]),
+        ("/api/v1/book/{id}", "get", &[put, delete][..]),
+        ("/api/v1/book/{id}", "put", &[get, delete][..]),
+    ] {
+        let links: serde_json::Map<String, serde_json::Value> = targets
+            .iter()
+            .map(|(name, op)| (name.to_string(), json!({"operationId": op, "parameters": {"id": "$response.body#/ID"}})))
+            .collect();
+        doc["paths"][path][method]["responses"]["200"]["links"] = links.into();
     }
     doc
 }
@@ -351,19 +368,29 @@ pub async fn get_book(
     security(("basic_auth" = [])),
     responses(
         (status = 200, description = "Updated book", body = Book),
-        (status = 400, description = "Invalid id or input; `field` names the culprit", body = ErrorBody),
+        (status = 400, description = "Invalid id, or invalid input for a book that exists; `field` names the culprit", body = ErrorBody),
         (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
-        (status = 404, description = "No such book", body = ErrorBody),
-        (status = 413, description = "Body larger than 64 KiB", body = ErrorBody)
+        (status = 404, description = "No such book, whatever the body", body = ErrorBody),
+        (status = 413, description = "Body larger than 64 KiB, for a book that exists", body = ErrorBody)
     )
 )]
 pub async fn update_book(
     _: Authenticated,
     State(state): State<AppState>,
     BookId(id): BookId,
-    ValidBook(input): ValidBook,
+    body: Result<ValidBook, AppError>,
 ) -> Result<Response, AppError> {
-    book_response(&state.db.conn().await?.update_book(id, &input).await?.ok_or(AppError::NotFound("book"))?)
+    let conn = state.db.conn().await?;
+    match body {
+        Ok(ValidBook(input)) => book_response(&conn.update_book(id, &input).await?.ok_or(AppError::NotFound("book"))?),
+        // A missing book is 404 whatever the body, as on every other verb:
+        // the body's fault is only worth telling for a book that exists. The
+        // invalid input itself never reaches a query.
+        Err(invalid) => match conn.get_book(id).await? {
+            Some(_) => Err(invalid),
+            None => Err(AppError::NotFound("book")),
+        },
+    }
 }
 
 /// Delete a book (soft delete: it disappears from every route).

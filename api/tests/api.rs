@@ -159,27 +159,22 @@ async fn protected_routes_return_401_without_or_with_wrong_credentials() {
     assert_eq!(list.body.as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn every_validation_case_is_400_naming_the_field() {
-    let t = test_app().await;
-    let created = send_json(&t, "POST", "/api/v1/book", r#"{"title":"t","author":"a","year":2000}"#).await;
-    let book = format!("/api/v1/book/{}", created.body["ID"]);
+/// Every body the service refuses, with the field it names: all the Go
+/// original refuses, plus our bounds (1000 characters, no NUL, year exact).
+fn invalid_bodies() -> Vec<(String, &'static str)> {
     let long = "x".repeat(1001);
-    let long_title = format!(r#"{{"title":"{long}","author":"a","year":1}}"#);
-    let long_author = format!(r#"{{"title":"t","author":"{}","year":1}}"#, "é".repeat(1001));
-
-    // Everything the Go original refuses (and the one bound we add: 1000
-    // characters) is refused, naming the field.
     let cases: Vec<(&str, &str)> = vec![
         (r#"{"author":"a","year":2000}"#, "title"),
         (r#"{"title":"","author":"a","year":2000}"#, "title"),
         (r#"{"title":null,"author":"a","year":2000}"#, "title"),
         (r#"{"title":42,"author":"a","year":2000}"#, "title"),
-        (&long_title, "title"),
+        // PostgreSQL text cannot hold U+0000 (issue 19: this was a 500).
+        (r#"{"title":"a\u0000b","author":"a","year":2000}"#, "title"),
+        (r#"{"title":"\u0000","author":"a","year":2000}"#, "title"),
         (r#"{"title":"t","year":2000}"#, "author"),
         (r#"{"title":"t","author":"","year":2000}"#, "author"),
         (r#"{"title":"t","author":["a"],"year":2000}"#, "author"),
-        (&long_author, "author"),
+        (r#"{"title":"t","author":"x\u0000y","year":5}"#, "author"),
         (r#"{"title":"t","author":"a"}"#, "year"),
         (r#"{"title":"t","author":"a","year":0}"#, "year"),
         (r#"{"title":"t","author":"a","year":-0.0}"#, "year"),
@@ -190,15 +185,48 @@ async fn every_validation_case_is_400_naming_the_field() {
         (r#"{"title":"t","author":"a","year":9223372036854775808}"#, "year"),
         (r#"{"title":"t","author":"a","year":99999999999999999999}"#, "year"),
         (r#"{"title":"t","author":"a","year":1e300}"#, "year"),
+        // Beyond f64's 53 bits: decided from the text, never rounded into range or to an integer.
+        (r#"{"title":"t","author":"a","year":-9223372036854775809}"#, "year"),
+        (r#"{"title":"t","author":"a","year":9223372036854775807.5}"#, "year"),
+        (r#"{"title":"t","author":"a","year":100000000000000000.5}"#, "year"),
+        (r#"{"title":"t","author":"a","year":1e19}"#, "year"),
+        (r#"{"title":"t","author":"a","year":5e-1}"#, "year"),
         (r#"{"title":"t","author":"a","year":2000"#, "body"),
         (r#"not json"#, "body"),
         (r#"["t","a",2000]"#, "body"),
         (r#""a string""#, "body"),
         ("", "body"),
         ("title=t&author=a&year=2000", "body"),
+        // A raw control character inside a string is not JSON.
+        ("{\"title\":\"a\0b\",\"author\":\"a\",\"year\":1}", "body"),
+        // A lone surrogate escape is no character: refused on purpose (see the README).
+        (r#"{"title":"t\ud800","author":"a","year":1}"#, "body"),
+        (r#"{"title":"t","author":"\udc00x","year":1}"#, "body"),
         // null decodes to nothing in Go: the first missing field is named.
         ("null", "title"),
     ];
+    let mut cases: Vec<(String, &'static str)> = cases.into_iter().map(|(b, f)| (b.to_string(), f)).collect();
+    cases.push((format!(r#"{{"title":"{long}","author":"a","year":1}}"#), "title"));
+    cases.push((format!(r#"{{"title":"t","author":"{}","year":1}}"#, "é".repeat(1001)), "author"));
+    cases
+}
+
+/// The ERROR lines of the test cluster's server log: a statement PostgreSQL
+/// refused (as a NUL in a text parameter) shows there.
+fn postgres_errors(t: &TestApp) -> Vec<String> {
+    let log = std::fs::read_to_string(t.pg.dir().join("postgres.log")).unwrap();
+    log.lines().filter(|l| l.contains("ERROR:")).map(str::to_string).collect()
+}
+
+#[tokio::test]
+async fn every_validation_case_is_400_naming_the_field() {
+    let t = test_app().await;
+    let created = send_json(&t, "POST", "/api/v1/book", r#"{"title":"t","author":"a","year":2000}"#).await;
+    let book = format!("/api/v1/book/{}", created.body["ID"]);
+    let cases = invalid_bodies();
+
+    // Everything the Go original refuses, and our bounds, is refused naming
+    // the field — before any query: nothing reaches PostgreSQL to fail there.
     let auth = good_auth();
     for (method, uri) in [("POST", "/api/v1/book"), ("PUT", book.as_str())] {
         for (body, field) in &cases {
@@ -221,8 +249,44 @@ async fn every_validation_case_is_400_naming_the_field() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
         assert_eq!(r.body["field"], field, "{q}");
     }
-    // The stored book is unchanged by all of the above.
+    // The stored book is unchanged by all of the above, and PostgreSQL
+    // refused no statement.
     assert_eq!(get_auth(&t, &book).await.body, created.body);
+    assert_eq!(postgres_errors(&t), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn put_of_a_missing_book_is_404_whatever_the_body() {
+    let t = test_app().await;
+    let auth = good_auth();
+    let deleted = send_json(&t, "POST", "/api/v1/book", r#"{"title":"t","author":"a","year":2000}"#).await.body["ID"].clone();
+    assert_eq!(send(&t, "DELETE", &format!("/api/v1/book/{deleted}"), Some(&auth), None).await.status, StatusCode::OK);
+    let kept = send_json(&t, "POST", "/api/v1/book", r#"{"title":"kept","author":"a","year":1}"#).await;
+    let big = format!(r#"{{"title":"{}","author":"a","year":2000}}"#, "x".repeat(70 * 1024));
+
+    let mut bodies: Vec<String> = invalid_bodies().into_iter().map(|(b, _)| b).collect();
+    bodies.push(r#"{"title":"valid","author":"a","year":1}"#.into());
+    bodies.push(big.clone());
+    for id in [deleted.to_string(), "999999".into(), "0".into()] {
+        let uri = format!("/api/v1/book/{id}");
+        for body in &bodies {
+            let r = send(&t, "PUT", &uri, Some(&auth), Some(("application/json", body))).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "PUT {uri} {body:.80}: {}", r.raw);
+            assert_eq!(r.body["error"], "book not found", "PUT {uri} {body:.80}");
+        }
+        let r = send(&t, "PUT", &uri, Some(&auth), None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "PUT {uri} without a body: {}", r.raw);
+    }
+    // For a book that exists, the body's fault is told (413 here; the 400s
+    // in every_validation_case_is_400_naming_the_field).
+    let uri = format!("/api/v1/book/{}", kept.body["ID"]);
+    let r = send_json(&t, "PUT", &uri, &big).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.raw);
+    assert_eq!(get_auth(&t, &uri).await.body, kept.body);
+    // Nothing stored, no statement refused.
+    let rows: i64 = t.pg.sql().await.query_one("SELECT count(*) FROM books", &[]).await.unwrap().get(0);
+    assert_eq!(rows, 2);
+    assert_eq!(postgres_errors(&t), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -253,6 +317,13 @@ async fn input_the_go_original_accepts_is_accepted() {
         // Integral numbers with a fraction or exponent (our deliberate choice, see BookInput).
         (Some("application/json"), r#"{"title":"t","author":"a","year":1084.0}"#, "t", "a", 1084),
         (Some("application/json"), r#"{"title":"t","author":"a","year":2e3}"#, "t", "a", 2000),
+        (Some("application/json"), r#"{"title":"t","author":"a","year":1200e-2}"#, "t", "a", 12),
+        // ...exactly, beyond f64's 53 bits too.
+        (Some("application/json"), r#"{"title":"t","author":"a","year":1234567890123456789.0}"#, "t", "a", 1_234_567_890_123_456_789),
+        (Some("application/json"), r#"{"title":"t","author":"a","year":-9223372036854775808.0}"#, "t", "a", i64::MIN),
+        (Some("application/json"), r#"{"title":"t","author":"a","year":9.223372036854775807e18}"#, "t", "a", i64::MAX),
+        // A surrogate pair is one character (a lone one is refused).
+        (Some("application/json"), r#"{"title":"\ud83d\ude00","author":"\u00e9","year":1}"#, "😀", "é", 1),
         // Whitespace is a non-empty title in Go too.
         (Some("application/json"), r#"{"title":"   ","author":" ","year":1}"#, "   ", " ", 1),
         // Only the first JSON value is read, as json.Decoder does.
@@ -295,9 +366,8 @@ async fn body_over_64_kib_is_413() {
     let r = send_json(&t, "POST", "/api/v1/book", &big).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.raw);
     assert!(r.body["error"].is_string());
-    // The limit applies before the book is looked up: 413, not 404 for the missing book 1.
-    let r = send_json(&t, "PUT", "/api/v1/book/1", &big).await;
-    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.raw);
+    // PUT: 413 for a book that exists, 404 for a missing one (see
+    // put_of_a_missing_book_is_404_whatever_the_body).
 }
 
 #[tokio::test]
@@ -572,6 +642,40 @@ async fn api_docs_is_an_openapi_3_document_generated_from_the_code() {
     }
     assert!(paths["/api/v1/book"]["get"]["security"].is_null(), "list is public");
     assert!(paths["/api/v1/book"]["post"]["security"].is_array());
+
+    // A valid OpenAPI 3 document, by the reference validator (issue 19: POST
+    // had `"parameters": null`, which schema-driven clients refuse)...
+    if let Err(said) = support::validate_openapi(doc) {
+        panic!("/api-docs is not a valid OpenAPI document:\n{said}\n{}", r.raw);
+    }
+    // ...which does catch that defect.
+    let mut broken = doc.clone();
+    broken["paths"]["/api/v1/book"]["post"]["parameters"] = Value::Null;
+    assert!(support::validate_openapi(&broken).is_err(), "the validator accepts \"parameters\": null");
+    // Every link names an operation of the document, with its parameter
+    // (the validator does not resolve operationIds).
+    let mut operations = std::collections::HashMap::new();
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            operations.insert(op["operationId"].as_str().unwrap().to_string(), (path.clone(), method.clone(), op.clone()));
+        }
+    }
+    let mut links = 0;
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            for (status, resp) in op["responses"].as_object().unwrap() {
+                for (name, link) in resp["links"].as_object().into_iter().flatten() {
+                    let target = link["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} {status} {name}: {link}"));
+                    let (_, _, target_op) = operations.get(target).unwrap_or_else(|| panic!("{name}: no operation {target}"));
+                    for param in link["parameters"].as_object().unwrap().keys() {
+                        assert!(target_op["parameters"].as_array().unwrap().iter().any(|p| p["name"] == *param), "{name}: {target} has no {param}");
+                    }
+                    links += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(links, 7, "POST → get/put/delete, GET → put/delete, PUT → get/delete");
 }
 
 #[tokio::test]
@@ -662,8 +766,8 @@ fn schema_accepts(schema: &Value, value: &Value) -> bool {
         assert!(
             matches!(
                 key.as_str(),
-                "type" | "format" | "required" | "properties" | "minLength" | "maxLength" | "minimum" | "maximum"
-                    | "not" | "const" | "description" | "example" | "examples"
+                "type" | "format" | "required" | "properties" | "minLength" | "maxLength" | "pattern" | "minimum"
+                    | "maximum" | "not" | "const" | "description" | "example" | "examples"
             ),
             "schema keyword `{key}` unknown to this checker: {schema}"
         );
@@ -701,6 +805,13 @@ fn schema_accepts(schema: &Value, value: &Value) -> bool {
         }
         if obj.get("maxLength").and_then(Value::as_u64).is_some_and(|m| n > m) {
             return false;
+        }
+        // The one pattern the document uses (no regex engine here).
+        if let Some(p) = obj.get("pattern") {
+            assert_eq!(p, r"^[^\u0000]*$", "pattern unknown to this checker: {schema}");
+            if s.contains('\0') {
+                return false;
+            }
         }
     }
     if value.is_number() {
@@ -746,7 +857,10 @@ async fn openapi_document_states_exactly_what_validation_enforces() {
     // extension JSON Schema cannot express, said in the schema's description
     // and tested in `input_the_go_original_accepts_is_accepted`.
     let s = |c: &str, n: usize| Value::String(c.repeat(n));
-    let texts = [s("", 0), s("a", 1), s(" ", 1), s("é", 1000), s("😀", 1000), s("é", 1001), s("x", 5000), json!(null), json!(7), json!(["a"])];
+    let texts = [
+        s("", 0), s("a", 1), s(" ", 1), s("é", 1000), s("😀", 1000), s("é", 1001), s("x", 5000), json!(null), json!(7), json!(["a"]),
+        s("\0", 1), json!("a\u{0}b"), json!(format!("{}\0", "é".repeat(999))), json!("\u{1}\u{1f}\u{7f}"),
+    ];
     let years = [
         json!(2015), json!(1), json!(-1), json!(0), json!(0.0), json!(-0.0), json!(1084.0), json!(2.5), json!(2e3), json!(1e300),
         json!(i64::MAX), json!(i64::MIN), json!(i64::MAX as u64 + 1), json!("2015"), json!(true), json!(null),

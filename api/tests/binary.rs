@@ -376,3 +376,82 @@ async fn verify_full_with_a_root_certificate_connects_only_to_the_server_it_name
     assert!(!exit.success(), "started trusting a CA that did not sign the server's certificate\n{}", svc.logs());
     assert!(svc.logs().to_lowercase().contains("certificate"), "the refusal names the certificate\n{}", svc.logs());
 }
+
+#[tokio::test]
+async fn nul_in_title_or_author_is_400_naming_the_field_and_never_reaches_the_database() {
+    let pg = PgCluster::new_running().await;
+    let port = free_port();
+    let mut svc = Service::spawn(&pg.service_env(port), pg.dir());
+    svc.wait_healthy(Duration::from_secs(30)).await;
+    let auth = good_auth();
+    let (status, body) = http(port, "POST", "/api/v1/book", Some(&auth), Some(r#"{"title":"t","author":"a","year":1}"#)).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let book: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let uri = format!("/api/v1/book/{}", book["ID"]);
+
+    // The issue's body, and NUL in the title (a valid JSON escape, so the
+    // body parses: the field is what is refused).
+    for (body, field) in [
+        (r#"{"title":"t","author":"x\u0000y","year":5}"#, "author"),
+        (r#"{"title":"\u0000","author":"a","year":5}"#, "title"),
+    ] {
+        for (method, path) in [("POST", "/api/v1/book"), ("PUT", uri.as_str())] {
+            let (status, answer) = http(port, method, path, Some(&auth), Some(body)).await.unwrap();
+            assert_eq!(status, 400, "{method} {body}: {answer}");
+            let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+            assert_eq!(v["field"], field, "{answer}");
+            assert_eq!(v["error"], format!("{field} must not contain the NUL character (U+0000)"), "{answer}");
+        }
+        // A book that does not exist: 404, as for any other body.
+        let (status, answer) = http(port, "PUT", "/api/v1/book/999999", Some(&auth), Some(body)).await.unwrap();
+        assert_eq!((status, answer.as_str()), (404, r#"{"error":"book not found"}"#));
+    }
+    // Nothing written, and neither the service nor PostgreSQL logged an error.
+    let (_, body) = http(port, "GET", &uri, Some(&auth), None).await.unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), book);
+    let rows: i64 = pg.sql().await.query_one("SELECT count(*) FROM books", &[]).await.unwrap().get(0);
+    assert_eq!(rows, 1);
+    svc.signal(libc::SIGTERM);
+    assert!(svc.wait_exit(Duration::from_secs(10)).await.success());
+    let logs = svc.logs();
+    assert!(!logs.contains(r#""level":"ERROR""#), "{logs}");
+    assert!(logs.contains(r#""status":400"#), "access lines written: {logs}");
+    let pg_log = std::fs::read_to_string(pg.dir().join("postgres.log")).unwrap();
+    assert!(!pg_log.contains("ERROR:"), "{pg_log}");
+}
+
+#[tokio::test]
+async fn api_docs_served_by_the_binary_passes_an_openapi_3_validator() {
+    let pg = PgCluster::new_running().await;
+    let port = free_port();
+    let mut svc = Service::spawn(&pg.service_env(port), pg.dir());
+    svc.wait_healthy(Duration::from_secs(30)).await;
+    let (status, body) = http(port, "GET", "/api-docs", None, None).await.unwrap();
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."), "{}", doc["openapi"]);
+    if let Err(said) = support::validate_openapi(&doc) {
+        panic!("/api-docs is not a valid OpenAPI document:\n{said}\n{body}");
+    }
+    // No key holds null where OpenAPI wants an object or an array (the
+    // shape of issue 19's `"parameters": null`).
+    fn nulls(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let here = format!("{at}/{k}");
+                    // A schema's `example`/`default` may be null; nothing else is.
+                    if v.is_null() && k != "example" && k != "default" {
+                        out.push(here.clone());
+                    }
+                    nulls(v, &here, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| nulls(v, &format!("{at}/{i}"), out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    nulls(&doc, "", &mut found);
+    assert_eq!(found, Vec::<String>::new());
+}

@@ -491,3 +491,33 @@ fn dechunk(mut rest: &str) -> std::io::Result<String> {
         rest = after.get(size + 2..).ok_or_else(bad)?;
     }
 }
+
+/// openapi-spec-validator (PyPI), the reference OpenAPI 3 validator:
+/// `OPENAPI_SPEC_VALIDATOR`, else the project venv's (`scripts/fuzz_api.sh
+/// --venv` installs it, `scripts/test.sh` does that first), else PATH.
+pub fn openapi_spec_validator() -> PathBuf {
+    if let Some(p) = std::env::var_os("OPENAPI_SPEC_VALIDATOR").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/openapi-spec-validator");
+    if venv.exists() {
+        return venv;
+    }
+    "openapi-spec-validator".into()
+}
+
+/// Runs openapi-spec-validator on `doc`: Ok, or Err with what it said.
+pub fn validate_openapi(doc: &serde_json::Value) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("openapi.json");
+    fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+    let out = Command::new(openapi_spec_validator()).arg(&path).stdin(Stdio::null()).output().unwrap_or_else(|e| {
+        panic!("cannot run {}: {e} (install it with scripts/fuzz_api.sh --venv)", openapi_spec_validator().display())
+    });
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(said)
+    }
+}
