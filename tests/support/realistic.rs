@@ -229,8 +229,11 @@ pub struct Profile {
     pub behaviours: BTreeSet<Behaviour>,
     /// Real durations are multiplied by this (1/40 in CI: the stack's critical path ~20 s).
     pub scale: f64,
-    /// Transient-error windows are at least this long, so that a propagation delay of a
-    /// few real seconds stays observable at any scale.
+    /// Transient-error windows (eventual consistency, names being released) are compressed
+    /// by this, not by `scale`: they compete with the client's own pace between two calls,
+    /// which no scale compresses, so 1/80 of "a few seconds" would never be met.
+    pub transient_scale: f64,
+    /// ... and are at least this long.
     pub min_window: Duration,
     pub durations: Durations,
     /// The account is busy: the first call of each quota'd operation finds the quota just
@@ -243,6 +246,7 @@ impl Profile {
         Profile {
             behaviours: behaviours.into_iter().collect(),
             scale,
+            transient_scale: scale.max(0.25),
             min_window: Duration::from_millis(250),
             durations: Durations::default(),
             busy_account: false,
@@ -267,7 +271,7 @@ impl Profile {
     }
 
     fn window(&self, real_seconds: f64) -> Duration {
-        self.state(real_seconds).max(self.min_window)
+        Duration::from_secs_f64(real_seconds * self.transient_scale).max(self.min_window)
     }
 
     /// The longest dependency chains of REALAWS.md's "Critical path" section, with this
