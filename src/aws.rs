@@ -43,6 +43,8 @@ pub struct Aws {
     pub sts: aws_sdk_sts::Client,
     pub recorder: Arc<Recorder>,
     pub limits: Arc<RateLimits>,
+    /// Turns for changes that AWS refuses to take concurrently (one REST API's definition).
+    pub serial: Arc<Serial>,
     pub region: String,
     sdk: aws_types::SdkConfig,
 }
@@ -93,6 +95,7 @@ impl Aws {
             sts: client!(aws_sdk_sts),
             recorder,
             limits: Arc::new(RateLimits::aws_defaults()),
+            serial: Arc::default(),
             region,
             sdk,
         })
@@ -329,6 +332,23 @@ impl RateLimits {
     }
 }
 
+/// One lock per key, made on first use: changes that share a key are made one at a time,
+/// while changes under other keys go on in parallel. API Gateway answers
+/// `ConflictException: ... concurrent modification` to a second change of one REST API
+/// while a first is in progress, so every change to an API's paths, methods, authorizer,
+/// deployment and stage takes the API's turn.
+#[derive(Default)]
+pub struct Serial {
+    locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+}
+
+impl Serial {
+    pub async fn turn(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self.locks.lock().unwrap().entry(key.to_string()).or_default().clone();
+        lock.lock_owned().await
+    }
+}
+
 /// How the engine should react to an AWS error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -338,6 +358,10 @@ pub enum ErrorClass {
     Timeout,
     /// A create met its own earlier attempt (or a resource with the same unique key).
     AlreadyExists,
+    /// AWS refused the call for now and did nothing (a concurrent change, a dependency not
+    /// yet visible, a role not yet propagated): the same call is repeated after a pause, for
+    /// the bounded time that [`AwsError::retry_budget`] gives.
+    Transient,
     Fatal,
 }
 
@@ -374,6 +398,16 @@ impl AwsError {
         self.class == ErrorClass::NotFound
     }
 
+    /// How long a refusal of this kind is repeated before it counts as a failure: the
+    /// budget of its row in [`REFUSALS`] (what terraform-provider-aws tolerates for it),
+    /// else [`PROPAGATION_TIMEOUT`] for a dependency that a just-made call cannot see yet.
+    pub fn retry_budget(&self) -> Duration {
+        let budget = refusal(self.operation, self.code.as_deref().unwrap_or(""), &self.message)
+            .map(|r| Duration::from_secs(r.budget_secs))
+            .unwrap_or(PROPAGATION_TIMEOUT);
+        scaled(budget)
+    }
+
     pub fn timeout(operation: &'static str, resource: impl Into<String>, message: String) -> AwsError {
         AwsError { operation, resource: resource.into(), code: None, message, request_id: None, class: ErrorClass::Timeout }
     }
@@ -390,11 +424,15 @@ where
         SdkError::ServiceError(service) => {
             let e = service.err();
             let code = e.code().map(str::to_string);
-            let class = classify(code.as_deref().unwrap_or(""), service.raw().status().as_u16());
+            let message = e.message().unwrap_or("(no message)").to_string();
+            let class = match refusal(operation, code.as_deref().unwrap_or(""), &message) {
+                Some(r) => r.class,
+                None => classify(code.as_deref().unwrap_or(""), service.raw().status().as_u16()),
+            };
             AwsError {
                 operation,
                 resource,
-                message: e.message().unwrap_or("(no message)").to_string(),
+                message,
                 request_id: e.meta().extra("aws_request_id").or_else(|| e.meta().extra("request_id")).map(str::to_string),
                 code,
                 class,
@@ -443,10 +481,111 @@ where
 {
     let class = err.as_service_error().and_then(typed);
     let mut error = aws_error(operation, resource, err);
-    if let Some(class) = class {
+    // A refusal of the table is told by its message too (a ConflictException that says
+    // "concurrent modification" is not the name being taken): the table wins.
+    let refused = refusal(operation, error.code.as_deref().unwrap_or(""), &error.message).is_some();
+    if let Some(class) = class.filter(|_| !refused) {
         error.class = class;
     }
     error
+}
+
+/// How long a call is repeated while it answers that a resource it names does not exist
+/// yet: reads lag writes on AWS (a subnet's `CreateSubnet` right after `CreateVpc` may meet
+/// `InvalidVpcID.NotFound`). terraform-provider-aws tolerates this for its EC2
+/// `ec2PropagationTimeout` (5 min) and IAM's `propagationTimeout` (2 min).
+pub const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// `INFRA_TIMEOUT_SCALE` multiplies every wait timeout and retry budget (the tests shorten
+/// them to see a timeout's message; a user on a slow region may lengthen them).
+pub fn scaled(d: Duration) -> Duration {
+    match std::env::var("INFRA_TIMEOUT_SCALE").ok().and_then(|v| v.parse::<f64>().ok()) {
+        Some(f) if f > 0.0 && f.is_finite() => d.mul_f64(f),
+        _ => d,
+    }
+}
+
+/// One refusal real AWS answers for a while and then stops answering: the operations it
+/// comes from (empty: any), its code, a piece of its message (empty: any message), what
+/// the engine does about it, and for how long.
+pub struct Refusal {
+    pub operations: &'static [&'static str],
+    pub code: &'static str,
+    pub message: &'static str,
+    pub class: ErrorClass,
+    pub budget_secs: u64,
+}
+
+const fn refused(operations: &'static [&'static str], code: &'static str, message: &'static str, class: ErrorClass, budget_secs: u64) -> Refusal {
+    Refusal { operations, code, message, class, budget_secs }
+}
+
+use ErrorClass::{DependencyViolation as InUse, Transient as Later};
+
+/// The transient refusals of `../shared/docs/REALAWS.md`, by code *and* message where the
+/// code alone is ambiguous, each with the time terraform-provider-aws keeps retrying it.
+/// Anything not listed keeps its class from the code table: a real failure fails at once.
+pub const REFUSALS: &[Refusal] = &[
+    // API Gateway: several changes to one REST API at once (TFP retries any ConflictException
+    // saying "try again later" in the API Gateway client). Not "the name is taken".
+    refused(&[], "ConflictException", "concurrent modification", Later, 5 * 60),
+    refused(&[], "ConflictException", "try again later", Later, 5 * 60),
+    // ECS: a target group whose listener is seconds old; the service-linked role or the
+    // task role not yet propagated (TFP: propagation timeout + 2 min).
+    refused(&["CreateService", "UpdateService"], "InvalidParameterException", "does not have an associated load balancer", Later, 4 * 60),
+    refused(&["CreateService", "UpdateService"], "InvalidParameterException", "verify that the ECS service role", Later, 4 * 60),
+    refused(&["CreateService", "UpdateService"], "InvalidParameterException", "Unable to assume the service linked role", Later, 4 * 60),
+    // ECS delete: deployments still active, the cluster still holding draining services.
+    refused(&["DeleteService"], "InvalidParameterException", "while deployments are active", InUse, 20 * 60),
+    refused(&["DeleteCluster"], "ClusterContainsServicesException", "", InUse, 20 * 60),
+    refused(&["DeleteCluster"], "ClusterContainsTasksException", "", InUse, 20 * 60),
+    refused(&["DeleteCluster"], "ClusterContainsContainerInstancesException", "", InUse, 20 * 60),
+    refused(&["DeleteCluster"], "UpdateInProgressException", "", InUse, 20 * 60),
+    // Lambda: the execution role not yet assumable, an update of the function in progress
+    // (TFP: lambdaPropagationTimeout, 15 min).
+    refused(&[], "InvalidParameterValueException", "cannot be assumed by Lambda", Later, 15 * 60),
+    refused(&[], "InvalidParameterValueException", "execution role does not have permissions", Later, 15 * 60),
+    refused(&[], "InvalidParameterValueException", "throttled by EC2", Later, 15 * 60),
+    refused(&[], "InvalidParameterValueException", "KMS key is invalid for CreateGrant", Later, 15 * 60),
+    refused(&[], "ResourceConflictException", "update is in progress", Later, 15 * 60),
+    refused(&[], "ResourceConflictException", "cannot be performed at this time", Later, 15 * 60),
+    // IAM: a trust policy naming a principal that was just created (TFP: 2 min).
+    refused(&["CreateRole", "UpdateAssumeRolePolicy"], "MalformedPolicyDocument", "Invalid principal", Later, 2 * 60),
+    // Cognito: the SMS role not yet trusted; concurrent changes to a client (TFP: 2 min).
+    refused(&[], "InvalidSmsRoleTrustRelationshipException", "", Later, 2 * 60),
+    refused(&[], "InvalidSmsRoleAccessPolicyException", "", Later, 2 * 60),
+    refused(&[], "ConcurrentModificationException", "", Later, 2 * 60),
+    // S3: a bucket name deleted moments ago; CloudWatch Logs: a concurrent operation.
+    refused(&[], "OperationAborted", "", Later, 10 * 60),
+    refused(&[], "OperationAbortedException", "", Later, 60),
+    // RDS: a role not yet usable; a cluster busy (creating, modifying, backing up) or still
+    // holding an instance that is being deleted.
+    refused(&[], "InvalidParameterValue", "IAM role ARN value is invalid", Later, 5 * 60),
+    refused(&["CreateDBInstance", "ModifyDBCluster", "ModifyDBInstance"], "InvalidDBClusterStateFault", "", Later, 120 * 60),
+    refused(&["CreateDBInstance", "ModifyDBInstance"], "InvalidDBInstanceState", "", Later, 120 * 60),
+    refused(&["DeleteDBCluster"], "InvalidDBClusterStateFault", "", InUse, 120 * 60),
+    refused(&["DeleteDBSubnetGroup"], "InvalidDBSubnetGroupStateFault", "", InUse, 20 * 60),
+    // RDS cannot see subnets made seconds ago ("Some input subnets ... are invalid").
+    refused(&["CreateDBSubnetGroup", "ModifyDBSubnetGroup"], "InvalidSubnet", "", Later, 5 * 60),
+    // EC2: an address still associated while its NAT gateway is deleting (AuthFailure is
+    // what some accounts answer there, and only there is it not about credentials); a
+    // group still attached to an interface; a route's target not visible yet.
+    refused(&["ReleaseAddress"], "AuthFailure", "", InUse, 20 * 60),
+    refused(&["ReleaseAddress", "DisassociateAddress"], "InvalidIPAddress.InUse", "", InUse, 20 * 60),
+    refused(&["DeleteSecurityGroup"], "InvalidGroup.InUse", "", InUse, 60 * 60),
+    refused(&["CreateRoute", "ReplaceRoute"], "InvalidParameterException", "", Later, 5 * 60),
+    refused(&["CreateRoute", "ReplaceRoute"], "InvalidTransitGatewayID.NotFound", "", Later, 5 * 60),
+];
+
+/// The row of [`REFUSALS`] an error matches, if any.
+pub fn refusal(operation: &str, code: &str, message: &str) -> Option<&'static Refusal> {
+    REFUSALS.iter().find(|r| {
+        r.code == code && (r.operations.is_empty() || r.operations.contains(&operation)) && (r.message.is_empty() || contains_ignore_case(message, r.message))
+    })
+}
+
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    haystack.to_ascii_lowercase().contains(&needle.to_ascii_lowercase())
 }
 
 /// The innermost cause of a transport failure, on one line ("connection refused"), never
@@ -626,6 +765,27 @@ mod tests {
         assert_eq!(classify("SomethingNew", 502), ErrorClass::Retryable);
         assert_eq!(classify("InvalidPermission.Duplicate", 400), ErrorClass::AlreadyExists);
         assert_eq!(classify("Resource.AlreadyAssociated", 400), ErrorClass::AlreadyExists);
+    }
+
+    #[test]
+    fn refusals_are_told_by_code_and_message() {
+        let class = |op: &str, code: &str, message: &str| refusal(op, code, message).map(|r| r.class);
+        // API Gateway's 409: a concurrent change is retried, a taken name is not a refusal.
+        let busy = "Unable to complete operation due to concurrent modification. Please try again later.";
+        assert_eq!(class("CreateResource", "ConflictException", busy), Some(ErrorClass::Transient));
+        assert_eq!(class("CreateResource", "ConflictException", "Another resource with the same parent already has this name: book"), None);
+        // ECS's "no load balancer yet" only from CreateService / UpdateService.
+        let no_lb = "The target group with targetGroupArn arn:aws:elasticloadbalancing:x does not have an associated load balancer.";
+        assert_eq!(class("CreateService", "InvalidParameterException", no_lb), Some(ErrorClass::Transient));
+        assert_eq!(class("CreateService", "InvalidParameterException", "Invalid launch type"), None);
+        assert_eq!(class("CreateFunction", "InvalidParameterValueException", "The role defined for the function cannot be assumed by Lambda."), Some(ErrorClass::Transient));
+        assert_eq!(class("CreateFunction", "InvalidParameterValueException", "Unsupported runtime"), None);
+        // AuthFailure is a refusal on ReleaseAddress only: elsewhere it is about credentials.
+        assert_eq!(class("ReleaseAddress", "AuthFailure", ""), Some(ErrorClass::DependencyViolation));
+        assert_eq!(class("DescribeVpcs", "AuthFailure", ""), None);
+        assert_eq!(class("DeleteDBCluster", "InvalidDBClusterStateFault", "is not currently in the available state"), Some(ErrorClass::DependencyViolation));
+        assert_eq!(class("CreateRole", "MalformedPolicyDocument", "Invalid principal in policy: \"SERVICE\":\"x\""), Some(ErrorClass::Transient));
+        assert_eq!(class("CreateRole", "MalformedPolicyDocument", "Syntax errors in policy."), None);
     }
 
     #[test]

@@ -14,21 +14,32 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::aws::{AwsError, ErrorClass};
+use crate::aws::{refusal, scaled, AwsError, ErrorClass};
 use crate::graph::{self, Outcome};
-use crate::progress::Progress;
-use crate::resources::{Ctx, Diff, DynResource, FieldChange, Kind, Lifecycle, Observed, Poll, Replacement};
+use crate::progress::{short_duration, Progress, Reporter};
+use crate::resources::{poll_interval, Ctx, Diff, DynResource, FieldChange, Kind, Lifecycle, Observed, Poll, Replacement};
 use crate::stack::{destroy_dag, Known, Node, Refs, Stack, UNKNOWN};
 use crate::state::{Phase, ResourceState, State, StateStore};
 
 /// How long a delete keeps retrying DependencyViolation: AWS releases network interfaces
-/// of deleted load balancers, tasks and NAT gateways minutes after they are gone.
-pub const DEPENDENCY_VIOLATION_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// of deleted load balancers, tasks and NAT gateways minutes after they are gone
+/// (terraform-provider-aws gives a subnet's delete 20 minutes).
+pub const DEPENDENCY_VIOLATION_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// How long a delete refused because something still uses the resource is repeated: the
+/// refusal's own budget where the table has one, else [`DEPENDENCY_VIOLATION_TIMEOUT`].
+fn in_use_budget(e: &AwsError) -> Duration {
+    let budget = refusal(e.operation, e.code.as_deref().unwrap_or(""), &e.message).map(|r| Duration::from_secs(r.budget_secs));
+    scaled(budget.unwrap_or(DEPENDENCY_VIOLATION_TIMEOUT))
+}
+
 /// How often a delete that failed without an answer (or out of throttling retries) is
 /// repeated before `down` reports it.
 const DELETE_RETRIES: u32 = 4;
-/// Calls in flight at once across the whole stack.
-pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Resources worked on at once across the whole stack. A resource waiting on AWS (an
+/// Aurora writer, a VPC link) holds its place for minutes, as do an API's paths waiting for
+/// the API's turn, so there is room for both beside the rest; the rate limits, not this,
+/// bound the calls per second.
+pub const DEFAULT_CONCURRENCY: usize = 24;
 
 /// How long a recorded resource that a read does not return is re-read before it counts
 /// as deleted: on AWS a resource created moments ago can be missing from a Describe.
@@ -45,10 +56,15 @@ pub struct Engine {
     pub ctx: Ctx,
     pub store: Arc<StateStore>,
     pub stack: Stack,
-    pub progress: Progress,
+    pub progress: Arc<Progress>,
     pub concurrency: usize,
     tally: Mutex<Tally>,
     survey: Mutex<Survey>,
+    /// When each resource's work of this run started and ended: the chain that set the
+    /// wall time is read from them.
+    timings: Mutex<BTreeMap<String, (Instant, Instant)>>,
+    /// The graphs this run's work followed (converge, then any deletes).
+    dag: Mutex<graph::Dag>,
 }
 
 /// What one scan of the stack's tagged resources (one call per kind) and one batched read of
@@ -185,8 +201,39 @@ fn jitter(max: Duration) -> Duration {
     max.mul_f64(rand::random::<f64>())
 }
 
+/// Whether AWS refused a create or an update for now, having done nothing: a refusal of
+/// the table (a concurrent change, a role not yet propagated), or NotFound — what a call
+/// naming a dependency that was just made answers until AWS can see it (the dependency
+/// exists: it converged before this resource started).
+fn refused_for_now(e: &AwsError) -> bool {
+    matches!(e.class, ErrorClass::Transient | ErrorClass::NotFound)
+}
+
+/// The time of the first refusal of a call that is being repeated until AWS accepts it.
+#[derive(Default)]
+struct Refused(Option<Instant>);
+
+impl Refused {
+    /// Waits before the call is repeated — briskly at first, as every wait — or fails with
+    /// AWS's own message once the refusal has lasted longer than its budget.
+    async fn wait_out(&mut self, id: &str, error: AwsError) -> Result<()> {
+        let since = *self.0.get_or_insert_with(Instant::now);
+        let (waited, budget) = (since.elapsed(), error.retry_budget());
+        if waited >= budget {
+            let budget = short_duration(budget);
+            return Err(anyhow!(error).context(format!("{id}: AWS still refused after {budget}")));
+        }
+        crate::progress::step(&format!("{}; trying again ({} so far)", short(&error), short_duration(waited)));
+        let pause = poll_interval(waited);
+        tokio::time::sleep(pause.mul_f64(0.8) + jitter(pause.mul_f64(0.4))).await;
+        Ok(())
+    }
+}
+
 impl Engine {
     pub fn new(ctx: Ctx, store: Arc<StateStore>, stack: Stack, progress: Progress) -> Engine {
+        let progress = Arc::new(progress);
+        progress.start_heartbeat();
         Engine {
             ctx,
             store,
@@ -195,6 +242,8 @@ impl Engine {
             concurrency: DEFAULT_CONCURRENCY,
             tally: Mutex::new(Tally::default()),
             survey: Mutex::default(),
+            timings: Mutex::default(),
+            dag: Mutex::default(),
         }
     }
 
@@ -335,7 +384,9 @@ impl Engine {
         let cached = self.survey.lock().unwrap().recorded.remove(&(kind, pid.to_string()));
         let found = match cached {
             Some(observed) => observed,
-            None => spec.find(&self.ctx, pid).await?,
+            // NotFound from one of several reads (an attribute of a VPC AWS cannot see yet)
+            // is read again below, as a resource the read did not return.
+            None => crate::aws::found(spec.find(&self.ctx, pid).await)?.flatten(),
         };
         match found {
             Some(o) => Ok(Some(o)),
@@ -360,6 +411,44 @@ impl Engine {
 
     fn spec(&self, id: &str) -> Box<dyn DynResource> {
         self.stack.nodes[id].spec(&Refs::new(&self.refs()))
+    }
+
+    /// Runs a change of `spec` in its turn when AWS takes changes under its key one at a
+    /// time (see [`DynResource::serial_key`]).
+    async fn serially<T>(&self, spec: &dyn DynResource, change: impl std::future::Future<Output = T>) -> T {
+        self.under_key(spec.serial_key(), change).await
+    }
+
+    async fn under_key<T>(&self, key: Option<String>, change: impl std::future::Future<Output = T>) -> T {
+        match key {
+            Some(key) => {
+                let _turn = self.ctx.aws.serial.turn(&key).await;
+                change.await
+            }
+            None => change.await,
+        }
+    }
+
+    /// Runs one resource's work with its waits reported as its own, and times it.
+    async fn timed<T>(self: &Arc<Self>, id: &str, work: impl std::future::Future<Output = T>) -> T {
+        let start = Instant::now();
+        let out = Reporter { id: id.to_string(), progress: self.progress.clone() }.scope(work).await;
+        self.timings.lock().unwrap().insert(id.to_string(), (start, Instant::now()));
+        out
+    }
+
+    /// The chain of resources that set the wall time of the last `up` or `down`: from the
+    /// one that finished last, back through the dependency each one waited for longest.
+    /// With it, the time from the chain's first start to its last end (more than the sum
+    /// when its resources waited for a turn: the concurrency cap, a rate limit).
+    pub fn critical_chain(&self) -> (Vec<(String, Duration)>, Duration) {
+        let timings = self.timings.lock().unwrap();
+        let chain = graph::critical_chain(&self.dag.lock().unwrap(), &timings);
+        let span = match (chain.first(), chain.last()) {
+            (Some((first, _)), Some((last, _))) => timings[last].1.saturating_duration_since(timings[first].0),
+            _ => Duration::ZERO,
+        };
+        (chain, span)
     }
 
     async fn record(&self, id: &str, kind: Kind, observed: &Observed) -> Result<()> {
@@ -396,10 +485,11 @@ impl Engine {
             ).await?;
         }
         let dag = self.stack.apply_dag();
+        self.dag.lock().unwrap().merge(&dag);
         let outcome = graph::run(&dag, self.concurrency, cancel.clone(), |id| {
             let engine = self.clone();
             async move {
-                let result = engine.converge(&id).await;
+                let result = engine.timed(&id, engine.converge(&id)).await;
                 if let Err(e) = &result {
                     engine.progress.failed(&id, &format!("{e:#}"));
                 }
@@ -455,7 +545,7 @@ impl Engine {
         if let Lifecycle::Settling(state) = observed.lifecycle.clone() {
             // Adopted or recorded while AWS is still creating it: dependants wait.
             self.progress.step(id, &format!("waiting for {} ({state})", observed.physical_id));
-            spec.await_ready(&self.ctx, &observed.physical_id).await?;
+            self.await_ready(id, spec.as_ref(), &observed.physical_id).await?;
             observed = self.read_back(node.kind, spec.as_ref(), &observed.physical_id).await?;
         }
         let origin = if created {
@@ -533,7 +623,26 @@ impl Engine {
     /// associated", "not found" on a revoke): the resource is read again, and if it now
     /// matches the spec, the update is done.
     async fn update(&self, id: &str, kind: Kind, spec: &dyn DynResource, mut observed: Observed) -> Result<Observed> {
-        match spec.update(&self.ctx, id, &observed).await {
+        let mut refused = Refused::default();
+        loop {
+            match self.serially(spec, spec.update(&self.ctx, id, &observed)).await {
+                // Refused for now: read again (part of the change may be in place), then
+                // make what is still missing.
+                Err(e) if refused_for_now(&e) => {
+                    refused.wait_out(id, e).await?;
+                    observed = self.read_back(kind, spec, &observed.physical_id).await?;
+                    if spec.diff(&observed) == Diff::NoChange {
+                        return Ok(observed);
+                    }
+                }
+                result => return self.updated(id, kind, spec, observed, result).await,
+            }
+        }
+    }
+
+    /// The outcome of an update call that AWS did not refuse for now.
+    async fn updated(&self, id: &str, kind: Kind, spec: &dyn DynResource, mut observed: Observed, result: Result<Option<String>, AwsError>) -> Result<Observed> {
+        match result {
             Ok(new_id) => {
                 if let Some(new_id) = new_id {
                     observed.physical_id = new_id;
@@ -553,14 +662,27 @@ impl Engine {
         }
     }
 
+    /// Waits until a resource can be used by its dependants; a NotFound while AWS cannot
+    /// see the new resource yet is waited out like any refusal.
+    async fn await_ready(&self, id: &str, spec: &dyn DynResource, pid: &str) -> Result<()> {
+        let mut refused = Refused::default();
+        loop {
+            match spec.await_ready(&self.ctx, pid).await {
+                Err(e) if e.is_not_found() => refused.wait_out(id, e).await?,
+                result => return Ok(result?),
+            }
+        }
+    }
+
     /// Reads a resource that must exist (just created, adopted or updated), allowing for
     /// reads that lag writes.
     async fn read_back(&self, kind: Kind, spec: &dyn DynResource, pid: &str) -> Result<Observed> {
         let what = format!("{kind} {pid} to be readable");
-        let observed = crate::resources::wait_until(&what, "Describe", Duration::from_secs(60), || async {
-            Ok(match spec.find(&self.ctx, pid).await? {
+        let observed = crate::resources::wait_until(&what, "Describe", crate::aws::PROPAGATION_TIMEOUT, || async {
+            // A read of one of its attributes may say NotFound too while AWS catches up.
+            Ok(match crate::aws::found(spec.find(&self.ctx, pid).await)?.flatten() {
                 Some(o) => Poll::Ready(o),
-                None => Poll::Pending("not found".into()),
+                None => Poll::Pending("not visible yet".into()),
             })
         })
         .await?;
@@ -571,7 +693,7 @@ impl Engine {
     async fn wait_gone(&self, kind: Kind, spec: &dyn DynResource, pid: &str) -> Result<()> {
         let what = format!("{kind} {pid} to finish deleting");
         crate::resources::wait_until(&what, "Describe", DEPENDENCY_VIOLATION_TIMEOUT, || async {
-            Ok(match spec.find(&self.ctx, pid).await? {
+            Ok(match crate::aws::found(spec.find(&self.ctx, pid).await)?.flatten() {
                 Some(o) => match o.lifecycle {
                     Lifecycle::Deleting(state) => Poll::Pending(state),
                     _ => Poll::Ready(()),
@@ -605,11 +727,16 @@ impl Engine {
         self.progress.step(id, "creating");
         let mut attempt = 1;
         let mut delay = Duration::from_millis(200);
+        let mut refused = Refused::default();
         let pid = loop {
-            let error = match spec.create(&self.ctx, id, &token).await {
+            let error = match self.serially(spec, spec.create(&self.ctx, id, &token)).await {
                 Ok(pid) => break pid,
                 Err(e) => e,
             };
+            if refused_for_now(&error) {
+                refused.wait_out(id, error).await?;
+                continue;
+            }
             let ambiguous = matches!(error.class, ErrorClass::Retryable | ErrorClass::Timeout);
             if !ambiguous && error.class != ErrorClass::AlreadyExists {
                 return Err(anyhow!(error).context(format!("creating {id}")));
@@ -642,7 +769,7 @@ impl Engine {
         .await?;
         self.tally.lock().unwrap().created += 1;
         self.progress.step(id, &format!("waiting for {pid}"));
-        spec.await_ready(&self.ctx, &pid).await?;
+        self.await_ready(id, spec, &pid).await?;
         self.read_back(kind, spec, &pid).await
     }
 
@@ -852,6 +979,7 @@ impl Engine {
             })
             .collect();
         let dag = destroy_dag(&self.stack, &present);
+        self.dag.lock().unwrap().merge(&dag);
         // Parents deleted in this run: their children go with them (`DELETED_WITH`).
         let parents: Arc<HashSet<(Kind, String)>> = Arc::new(
             present
@@ -864,7 +992,7 @@ impl Engine {
             let kind = present[&id];
             let parents = parents.clone();
             async move {
-                let result = engine.delete_one(&id, kind, &parents).await;
+                let result = engine.timed(&id, engine.delete_one(&id, kind, &parents)).await;
                 if let Err(e) = &result {
                     engine.progress.failed(&id, &format!("{e:#}"));
                 }
@@ -901,8 +1029,10 @@ impl Engine {
         let start = Instant::now();
         let mut delay = Duration::from_millis(500);
         let mut retries = 0;
+        // A child of a REST API deleted on its own (the API stays) takes the API's turn.
+        let key = (kind.deleted_with() == Some(Kind::RestApi)).then(|| pid.split('/').next().unwrap_or_default().to_string());
         loop {
-            match kind.delete(&self.ctx, &pid, &recorded.attributes).await {
+            match self.under_key(key.clone(), kind.delete(&self.ctx, &pid, &recorded.attributes)).await {
                 Ok(()) => break,
                 // A delete is safe to repeat (gone is success): a call that failed in a way
                 // that may not have reached AWS, or ran out of throttling retries, is tried
@@ -913,10 +1043,13 @@ impl Engine {
                     tokio::time::sleep(jitter(delay)).await;
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
-                Err(e) if e.class == ErrorClass::DependencyViolation && start.elapsed() < DEPENDENCY_VIOLATION_TIMEOUT => {
-                    self.progress.step(id, &format!("waiting for dependencies to release {pid}: {}", e.code.as_deref().unwrap_or("")));
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
+                // Something still uses it (an interface of a deleted load balancer, a draining
+                // service), or AWS refuses for now: repeated, polling as a wait does, for
+                // the refusal's budget.
+                Err(e) if matches!(e.class, ErrorClass::DependencyViolation | ErrorClass::Transient) && start.elapsed() < in_use_budget(&e) => {
+                    let waited = start.elapsed();
+                    self.progress.waiting(id, &format!("in use ({})", e.code.as_deref().unwrap_or("refused")), waited);
+                    tokio::time::sleep(poll_interval(waited)).await;
                 }
                 Err(e) => return Err(anyhow!(e).context(format!("deleting {id} ({pid})"))),
             }

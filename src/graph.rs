@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
@@ -28,6 +29,13 @@ impl Dag {
     pub fn add_edge(&mut self, node: &str, dependency: &str) {
         if node != dependency {
             self.deps.entry(node.to_string()).or_default().insert(dependency.to_string());
+        }
+    }
+
+    /// Adds `other`'s nodes and edges.
+    pub fn merge(&mut self, other: &Dag) {
+        for (id, deps) in &other.deps {
+            self.deps.entry(id.clone()).or_default().extend(deps.iter().cloned());
         }
     }
 
@@ -56,6 +64,27 @@ impl Dag {
         }
         Ok(order)
     }
+}
+
+/// The chain of nodes that set a run's wall time, from `timings` (start, end per node):
+/// the node that ended last, then — back through the graph — the dependency of each that
+/// ended last before it (what it waited for). First node first, each with its own time.
+pub fn critical_chain(dag: &Dag, timings: &BTreeMap<String, (Instant, Instant)>) -> Vec<(String, Duration)> {
+    let last = |ids: &mut dyn Iterator<Item = &String>| {
+        ids.filter_map(|id| timings.get(id).map(|t| (id, t.1))).max_by_key(|(_, end)| *end).map(|(id, _)| id.clone())
+    };
+    let mut chain = Vec::new();
+    let mut at = last(&mut timings.keys());
+    while let Some(id) = at {
+        let (start, end) = timings[&id];
+        chain.push((id.clone(), end.saturating_duration_since(start)));
+        at = match dag.deps.get(&id) {
+            Some(deps) => last(&mut deps.iter().filter(|d| timings.get(*d).is_some_and(|t| t.1 <= end))),
+            None => None,
+        };
+    }
+    chain.reverse();
+    chain
 }
 
 /// How a run ended. Not a `Result`, so `?` cannot swallow a cancellation or a failure.
@@ -153,7 +182,6 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
-    use std::time::Duration;
 
     fn chain_and_fan() -> Dag {
         // vpc ← subnet.a, subnet.b ← nat ; sg independent of subnets
@@ -269,6 +297,28 @@ mod tests {
         let outcome = run(&dag, 8, no_cancel(), |_| async { Ok(()) }).await;
         let Outcome::Failed { failed, .. } = outcome else { panic!("a cycle reported as {outcome:?}") };
         assert!(failed[0].1.to_string().contains("dependency cycle"), "{:?}", failed[0].1);
+    }
+
+    #[test]
+    fn the_critical_chain_follows_what_each_node_waited_for() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // vpc 0-1; subnet.a 1-2, subnet.b 1-5; nat (after subnet.a) 2-9; sg 1-3.
+        let timings: BTreeMap<String, (Instant, Instant)> = [
+            ("vpc", (at(0), at(1))),
+            ("subnet.a", (at(1), at(2))),
+            ("subnet.b", (at(1), at(5))),
+            ("nat", (at(2), at(9))),
+            ("sg", (at(1), at(3))),
+        ]
+        .into_iter()
+        .map(|(id, t)| (id.to_string(), t))
+        .collect();
+        let chain = critical_chain(&chain_and_fan(), &timings);
+        let ids: Vec<&str> = chain.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["vpc", "subnet.a", "nat"]);
+        assert_eq!(chain[2].1, Duration::from_secs(7));
+        assert!(critical_chain(&chain_and_fan(), &BTreeMap::new()).is_empty());
     }
 
     #[test]

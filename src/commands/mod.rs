@@ -125,7 +125,19 @@ impl Session {
             store.changes(),
             store.location()
         );
+        self.chain();
         self.call_detail(cli);
+    }
+
+    /// Which chain of resources set the wall time, each with its own time: what to look
+    /// at first when a run is slow (on AWS, the database or the VPC link).
+    fn chain(&self) {
+        let (chain, total) = self.engine.critical_chain();
+        if chain.is_empty() {
+            return;
+        }
+        let links: Vec<String> = chain.iter().map(|(id, d)| format!("{id} {}", crate::progress::short_duration(*d))).collect();
+        eprintln!("slowest chain ({}): {}", crate::progress::short_duration(total), links.join(" → "));
     }
 
     fn call_detail(&self, cli: &Cli) {

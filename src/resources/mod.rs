@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use crate::aws::{Aws, AwsError};
+use crate::aws::{Aws, AwsError, ErrorClass};
 
 /// Everything a resource verb needs: the clients and the stack it belongs to.
 #[derive(Clone)]
@@ -184,6 +184,13 @@ pub trait Resource: Send + Sync + 'static {
 
     fn physical_id(observed: &Self::Observed) -> String;
 
+    /// A key whose changes AWS takes one at a time: creates and updates of resources that
+    /// share it wait for each other's turn (the REST API of API Gateway's paths, methods,
+    /// authorizer, deployment and stage). `None`: no such limit.
+    fn serial_key(&self) -> Option<String> {
+        None
+    }
+
     /// Non-secret attributes worth keeping in state (and showing in `outputs`).
     fn attributes(_observed: &Self::Observed) -> BTreeMap<String, String> {
         BTreeMap::new()
@@ -289,6 +296,7 @@ pub trait DynResource: Send + Sync {
     fn adopt<'a>(&'a self, ctx: &'a Ctx, logical_id: &'a str) -> BoxFuture<'a, Result<Vec<Observed>, AwsError>>;
     fn diff(&self, observed: &Observed) -> Diff;
     fn replacement(&self) -> Replacement;
+    fn serial_key(&self) -> Option<String>;
     fn create<'a>(&'a self, ctx: &'a Ctx, logical_id: &'a str, token: &'a str) -> BoxFuture<'a, Result<String, AwsError>>;
     fn await_ready<'a>(&'a self, ctx: &'a Ctx, id: &'a str) -> BoxFuture<'a, Result<(), AwsError>>;
     fn update<'a>(
@@ -319,6 +327,9 @@ impl<R: Resource> DynResource for R {
     }
     fn replacement(&self) -> Replacement {
         R::REPLACEMENT
+    }
+    fn serial_key(&self) -> Option<String> {
+        Resource::serial_key(self)
     }
     fn create<'a>(&'a self, ctx: &'a Ctx, logical_id: &'a str, token: &'a str) -> BoxFuture<'a, Result<String, AwsError>> {
         Resource::create(self, ctx, logical_id, token).boxed()
@@ -488,29 +499,55 @@ impl fmt::Display for Kind {
     }
 }
 
-/// Polls `check` briskly (250 ms, backing off to 2 s) until it yields a value or
-/// `timeout` passes. The error says what was awaited and the last state seen.
+/// Polls `check` until it yields a value or `timeout` passes; the error says what was
+/// awaited and the last state seen. Each state AWS answers is reported to the progress
+/// display with the time waited.
+///
+/// A read that AWS refuses for now or that fails without an answer does not end the wait:
+/// it is a state like another, until the timeout. Other errors end it — NotFound too,
+/// which a wait for a deletion counts as done (a wait for a create maps its own "not yet
+/// visible" to `Poll::Pending`).
 pub async fn wait_until<T, F, Fut>(what: &str, operation: &'static str, timeout: Duration, mut check: F) -> Result<T, AwsError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Poll<T>, AwsError>>,
 {
+    let timeout = crate::aws::scaled(timeout);
     let start = Instant::now();
-    let mut delay = Duration::from_millis(250);
     loop {
-        let last = match check().await? {
-            Poll::Ready(v) => return Ok(v),
-            Poll::Pending(last) => last,
+        let last = match check().await {
+            Ok(Poll::Ready(v)) => return Ok(v),
+            Ok(Poll::Pending(last)) => last,
+            Err(e) if matches!(e.class, ErrorClass::Retryable | ErrorClass::Transient) => match &e.code {
+                Some(code) => format!("{} answered {code}", e.operation),
+                None => format!("{}: {}", e.operation, e.message),
+            },
+            Err(e) => return Err(e),
         };
-        if start.elapsed() >= timeout {
+        crate::progress::waiting(&last, start);
+        let waited = start.elapsed();
+        if waited >= timeout {
             return Err(AwsError::timeout(
                 operation,
                 what.to_string(),
                 format!("waiting for {what}: timed out after {} (last state: {last})", humantime::format_duration(timeout)),
             ));
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
+        tokio::time::sleep(poll_interval(waited).min(timeout - waited)).await;
+    }
+}
+
+/// How long to wait before the next poll, `waited` into a wait: a tenth of the time waited
+/// so far (a wait overshoots its state change by at most ~10 %), at least 250 ms, at most
+/// 2 s in the first minute — brisk, for the many states that last seconds — and, after it,
+/// at least 10 s and at most 30 s, so a ten-minute Aurora wait costs about 60 reads, not
+/// the thousands that a fixed brisk poll would.
+pub fn poll_interval(waited: Duration) -> Duration {
+    let tenth = waited / 10;
+    if waited < Duration::from_secs(60) {
+        tenth.clamp(Duration::from_millis(250), Duration::from_secs(2))
+    } else {
+        tenth.clamp(Duration::from_secs(10), Duration::from_secs(30))
     }
 }
 
@@ -518,4 +555,27 @@ where
 pub enum Poll<T> {
     Ready(T),
     Pending(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_briskly_first_then_at_most_every_ten_seconds() {
+        let at = |s: f64| poll_interval(Duration::from_secs_f64(s));
+        assert_eq!(at(0.0), Duration::from_millis(250));
+        assert_eq!(at(5.0), Duration::from_millis(500));
+        assert_eq!(at(59.0), Duration::from_secs(2));
+        assert_eq!(at(60.0), Duration::from_secs(10));
+        assert_eq!(at(200.0), Duration::from_secs(20));
+        assert_eq!(at(3000.0), Duration::from_secs(30));
+        // A ten-minute wait: tens of polls, not hundreds.
+        let (mut t, mut polls) = (0.0, 0);
+        while t < 600.0 {
+            t += at(t).as_secs_f64();
+            polls += 1;
+        }
+        assert!((40..=90).contains(&polls), "{polls} polls in ten minutes");
+    }
 }

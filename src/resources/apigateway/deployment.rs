@@ -87,6 +87,12 @@ impl Resource for DeploymentSpec {
         Ok(None)
     }
 
+
+    /// API Gateway refuses a second change to one REST API while a first is in progress.
+    fn serial_key(&self) -> Option<String> {
+        Some(self.api_id.clone())
+    }
+
     fn physical_id(o: &Deployment) -> String {
         format!("{}/{}", o.api_id, o.id)
     }

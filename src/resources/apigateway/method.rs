@@ -381,6 +381,12 @@ impl Resource for MethodSpec {
         Ok(None)
     }
 
+
+    /// API Gateway refuses a second change to one REST API while a first is in progress.
+    fn serial_key(&self) -> Option<String> {
+        Some(self.api_id.clone())
+    }
+
     fn physical_id(o: &Method) -> String {
         id_of(&o.api_id, &o.resource_id, &o.http_method)
     }

@@ -18,7 +18,7 @@ use super::ecs_cluster::stack_clusters;
 use super::{ecs_tags, put_tags, tag_map};
 use crate::aws::{aws_error, aws_error_typed, AwsError, ErrorClass, SendOnce};
 use crate::resources::network::has_stack_tags;
-use crate::resources::{compare, wait_until, Ctx, Diff, Kind, Lifecycle, Poll, Resource, StackTags};
+use crate::resources::{compare, wait_until, Ctx, Diff, FieldChange, Kind, Lifecycle, Poll, Resource, StackTags};
 
 pub const SERVICE_DELETE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
@@ -260,6 +260,11 @@ impl Resource for EcsServiceSpec {
         let wanted_lb = registration(&self.target_group_arn, &self.container_name, self.container_port.into());
         compare(&mut update, "load_balancers", &wanted_lb, &join(&o.load_balancers));
         compare(&mut update, "deployment_circuit_breaker", &circuit_breaker_text(true, true), &o.circuit_breaker);
+        // A rollout the circuit breaker failed (with nothing to roll back to) stays failed:
+        // the next `up` deploys again instead of calling the service converged.
+        if let Some((state, reason)) = o.rollout.as_ref().filter(|(state, _)| state == DeploymentRolloutState::Failed.as_str()) {
+            update.push(FieldChange::new("rollout", DeploymentRolloutState::Completed.as_str(), format!("{state} ({reason})")));
+        }
         Diff::from_changes(update, replace)
     }
 
@@ -301,7 +306,8 @@ impl Resource for EcsServiceSpec {
             || o.assign_public_ip != "DISABLED"
             || o.load_balancers != [registration(&self.target_group_arn, &self.container_name, self.container_port.into())].into()
             || o.circuit_breaker != circuit_breaker_text(true, true);
-        if settings_differ {
+        let rollout_failed = o.rollout.as_ref().is_some_and(|(state, _)| state == DeploymentRolloutState::Failed.as_str());
+        if settings_differ || rollout_failed {
             ctx.ecs()
                 .await
                 .update_service()
@@ -312,6 +318,7 @@ impl Resource for EcsServiceSpec {
                 .network_configuration(self.network())
                 .load_balancers(self.load_balancer())
                 .deployment_configuration(self.deployment())
+                .force_new_deployment(rollout_failed)
                 .send()
                 .await
                 .map_err(|e| aws_error("UpdateService", &o.arn, e))?;

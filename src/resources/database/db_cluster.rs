@@ -180,11 +180,17 @@ impl Resource for DbClusterSpec {
         Ok(self.identifier.clone())
     }
 
+    /// Ready for its dependants once it has an endpoint, not once it is `available`: the
+    /// writer instance needs only the cluster's identifier — RDS takes `CreateDBInstance`
+    /// for a cluster that is still `creating`, as the console does when it creates both in
+    /// one go (and `InvalidDBClusterStateFault`, should a region refuse, is a refusal the
+    /// engine waits out) — and the task definition only the endpoint, which AWS assigns at
+    /// create. So the writer's 5–12 minutes start with the cluster's, not after them.
     async fn await_ready(&self, ctx: &Ctx, id: &str) -> Result<(), AwsError> {
-        let what = format!("Aurora cluster {id} to be available");
+        let what = format!("Aurora cluster {id} to have an endpoint");
         wait_until(&what, "CreateDBCluster", DB_CLUSTER_CREATE_TIMEOUT, || async {
             Ok(match find_cluster(ctx, id).await? {
-                Some(c) if c.status == "available" => Poll::Ready(()),
+                Some(c) if !c.endpoint.is_empty() || c.status == "available" => Poll::Ready(()),
                 Some(c) => Poll::Pending(c.status),
                 None => Poll::Pending("not yet visible".into()),
             })
@@ -285,7 +291,9 @@ impl Resource for DbClusterSpec {
 
     fn lifecycle(o: &DbCluster) -> Lifecycle {
         match o.status.as_str() {
-            "creating" | "backing-up" | "modifying" | "upgrading" => Lifecycle::Settling(o.status.clone()),
+            // Usable by its dependants as soon as it has an endpoint (see `await_ready`); a
+            // change while it is busy meets InvalidDBClusterStateFault, which is waited out.
+            "creating" if o.endpoint.is_empty() => Lifecycle::Settling(o.status.clone()),
             "deleting" => Lifecycle::Deleting(o.status.clone()),
             _ => Lifecycle::Ready,
         }
