@@ -115,8 +115,6 @@ survives! {
     ecs_cluster_delete_while_its_service_drains_is_retried: ClusterContainsServices, Public;
     target_group_in_use_just_after_its_listener_delete_is_retried: TargetGroupInUse, Public;
     lambda_role_not_yet_assumable_is_retried: LambdaRoleNotAssumable, Public;
-    api_gateway_concurrent_modification_is_retried_public: ApiGatewayConflict, Public;
-    api_gateway_concurrent_modification_is_retried_private: ApiGatewayConflict, Private;
     log_group_delete_aborted_is_retried: LogGroupDeleteAborted, Public;
     public_access_block_before_the_bucket_is_visible_is_retried: PublicAccessBlockNoSuchBucket, Public;
 }
@@ -147,6 +145,45 @@ async fn api_gateway_quotas_of_a_busy_account_are_backed_off() {
     for op in ["CreateRestApi", "CreateDeployment", "DeleteRestApi"] {
         assert!(details.contains_key(&format!("ApiGatewayQuota:{op}")), "{op} was never throttled: {details:?}");
     }
+}
+
+/// Another client is changing the REST API when infra first does (a busy account), and
+/// infra's own changes to one API may overlap: 409 ConflictException is retried, not read as
+/// "already exists".
+async fn api_gateway_conflicts_are_retried(integration: Integration) {
+    let s = setup(Profile::only(Behaviour::ApiGatewayConflict, SCALE).busy_account(), integration).await;
+    s.up_converges_first_time();
+    s.converged_inventory().await;
+    s.down_leaves_nothing().await;
+    s.assert_fired(Behaviour::ApiGatewayConflict);
+    eprintln!("changes to one REST API that overlapped: {}", s.proxy.api_overlaps());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_gateway_concurrent_modification_is_retried_public() {
+    api_gateway_conflicts_are_retried(Integration::Public).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_gateway_concurrent_modification_is_retried_private() {
+    api_gateway_conflicts_are_retried(Integration::Private).await;
+}
+
+/// A NAT gateway still `pending` when the wait's timeout (shortened with
+/// INFRA_TIMEOUT_SCALE) runs out: `up` fails naming what it awaited and the last state;
+/// the NAT gateway stays recorded and the next `up` converges with no second one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nat_gateway_pending_past_the_timeout_names_what_was_awaited() {
+    let s = setup(Profile::only(Behaviour::NatGatewayPending, SCALE), Integration::Public).await;
+    // NAT create timeout 10 min x 0.001 = 600 ms, against 120 s x 1/80 = 1.5 s pending.
+    let up = s.project.infra_at(&s.proxy.url, &["up"], &[("INFRA_TIMEOUT_SCALE", "0.001")]);
+    assert_eq!(up.code, 1, "{up:?}");
+    let nat = s.project.physical_id("nat_gateway.a");
+    assert!(up.stderr.contains(&format!("waiting for NAT gateway {nat} to be available: timed out after 600ms (last state: pending)")), "{up:?}");
+    s.up_converges_first_time();
+    assert_eq!(s.project.physical_id("nat_gateway.a"), nat);
+    s.converged_inventory().await;
+    s.down_leaves_nothing().await;
 }
 
 /// A bucket of the same name deleted moments ago: CreateBucket is OperationAborted for a

@@ -171,7 +171,7 @@ pub struct Durations {
     pub ecs_draining: f64,
     /// Fargate task ENIs after INACTIVE: "~1-2 min, est.".
     pub task_eni_release: f64,
-    /// EC2 read-after-create NotFound: "real: seconds" (est.).
+    /// EC2 read-after-create NotFound: "real: seconds" (est.; TF tolerates 5 min).
     pub ec2_propagation: f64,
     /// ECS CreateService after CreateListener: seconds (est.; TF retries 2 min).
     pub listener_propagation: f64,
@@ -209,7 +209,7 @@ impl Default for Durations {
             ecs_rollout: 180.0,
             ecs_draining: 120.0,
             task_eni_release: 60.0,
-            ec2_propagation: 5.0,
+            ec2_propagation: 2.0,
             listener_propagation: 15.0,
             target_group_release: 10.0,
             iam_propagation: 10.0,
@@ -237,7 +237,9 @@ pub struct Profile {
     pub min_window: Duration,
     pub durations: Durations,
     /// The account is busy: the first call of each quota'd operation finds the quota just
-    /// used by another client (so [`Behaviour::ApiGatewayQuota`] fires for one stack).
+    /// used by another client, and the first change to each REST API meets another
+    /// client's change in progress (so [`Behaviour::ApiGatewayQuota`] and
+    /// [`Behaviour::ApiGatewayConflict`] fire for one stack even when it serialises its own).
     pub busy_account: bool,
 }
 
@@ -246,7 +248,7 @@ impl Profile {
         Profile {
             behaviours: behaviours.into_iter().collect(),
             scale,
-            transient_scale: scale.max(0.25),
+            transient_scale: scale.max(0.5),
             min_window: Duration::from_millis(250),
             durations: Durations::default(),
             busy_account: false,
@@ -404,6 +406,11 @@ impl RealisticProxy {
         self.world.lock().unwrap().profile.clone()
     }
 
+    /// Changes to one REST API that overlapped another change to it (each answered 409).
+    pub fn api_overlaps(&self) -> usize {
+        self.world.lock().unwrap().api_overlaps
+    }
+
     /// VPC links that went FAILED because they were created while their NLB provisioned.
     pub fn failed_vpc_links(&self) -> usize {
         self.world.lock().unwrap().vpc_links.values().filter(|l| l.fails).count()
@@ -480,10 +487,15 @@ struct World {
     buckets_deleted: HashMap<String, Instant>,
     once: HashSet<String>,
     api_in_flight: HashMap<String, usize>,
+    /// Changes to one REST API that arrived while another was in progress.
+    api_overlaps: usize,
     quota_last: HashMap<&'static str, Instant>,
     fired: BTreeMap<Behaviour, usize>,
     details: BTreeMap<String, usize>,
     requests: usize,
+    /// `REALISTIC_PROXY_LOG=<file>`: one line per request (seconds since start, operation,
+    /// status, what the profile did), to see a run's timeline.
+    log: Option<std::fs::File>,
 }
 
 impl World {
@@ -508,10 +520,12 @@ impl World {
             buckets_deleted: HashMap::new(),
             once: HashSet::new(),
             api_in_flight: HashMap::new(),
+            api_overlaps: 0,
             quota_last: HashMap::new(),
             fired: BTreeMap::new(),
             details: BTreeMap::new(),
             requests: 0,
+            log: std::env::var_os("REALISTIC_PROXY_LOG").and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok()),
         }
     }
 
@@ -522,6 +536,15 @@ impl World {
     fn fire(&mut self, b: Behaviour, operation: &str) {
         *self.fired.entry(b).or_default() += 1;
         *self.details.entry(format!("{b:?}:{operation}")).or_default() += 1;
+        self.note(&format!("{operation} {b:?}"));
+    }
+
+    fn note(&mut self, line: &str) {
+        let t = self.started.elapsed().as_secs_f64();
+        if let Some(f) = &mut self.log {
+            use std::io::Write;
+            let _ = writeln!(f, "{t:9.3} {line}");
+        }
     }
 
     fn d(&self) -> &Durations {
@@ -893,7 +916,12 @@ fn refuse(w: &mut World, c: &Call, now: Instant) -> Option<Refusal> {
 
     if w.on(B::ApiGatewayConflict) {
         if let Some(api) = c.mutated_rest_api() {
-            if w.api_in_flight.get(&api).copied().unwrap_or(0) > 0 {
+            let overlap = w.api_in_flight.get(&api).copied().unwrap_or(0) > 0;
+            if overlap {
+                w.api_overlaps += 1;
+            }
+            let other_writer = w.profile.busy_account && w.once.insert(format!("change to REST API {api}"));
+            if overlap || other_writer {
                 return Some((
                     B::ApiGatewayConflict,
                     "409 Conflict",
@@ -1483,7 +1511,11 @@ fn serve(client: TcpStream, upstream: &str, world: &Mutex<World>) -> std::io::Re
         }
         let (mut status, mut headers, mut body) = forwarded?;
         let before = body.clone();
-        observe(&mut world.lock().unwrap(), &call, &status, &mut body, Instant::now());
+        {
+            let mut w = world.lock().unwrap();
+            observe(&mut w, &call, &status, &mut body, Instant::now());
+            w.note(&format!("{} {}", call.operation, status.split_whitespace().nth(1).unwrap_or("")));
+        }
         if body != before {
             headers.retain(|h| !h.to_ascii_lowercase().starts_with("content-length:"));
             // A NotFound turned into an answer that finds the resource `deleting`.
