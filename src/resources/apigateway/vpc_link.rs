@@ -112,6 +112,11 @@ impl Resource for VpcLinkSpec {
     fn diff(&self, o: &VpcLink) -> Diff {
         let mut replace = Vec::new();
         compare(&mut replace, "target_arns", &self.target_arns.join(","), &o.target_arns.join(","));
+        // A link that FAILED (made while its NLB was not active) never recovers: a new one
+        // takes its place, and the methods move to it.
+        if o.status == VpcLinkStatus::Failed.as_str() {
+            replace.push(crate::resources::FieldChange::new("status", VpcLinkStatus::Available.as_str(), format!("FAILED ({})", o.status_message)));
+        }
         let mut update = self.tags.diff(&o.tags);
         compare(&mut update, "name", &self.name, &o.name);
         compare(&mut update, "description", &self.description, &o.description);
@@ -143,7 +148,7 @@ impl Resource for VpcLinkSpec {
                 Some(l) if l.status == VpcLinkStatus::Available.as_str() || l.status.is_empty() => Ok(Poll::Ready(())),
                 Some(l) if l.status == VpcLinkStatus::Failed.as_str() => Err(AwsError {
                     class: ErrorClass::Fatal,
-                    ..AwsError::timeout("CreateVpcLink", id, format!("the VPC link failed: {} (`infra down` removes it)", l.status_message))
+                    ..AwsError::timeout("CreateVpcLink", id, format!("the VPC link failed: {} (the next `up` replaces it)", l.status_message))
                 }),
                 Some(l) => Ok(Poll::Pending(l.status)),
                 None => Ok(Poll::Pending("not yet visible".into())),
