@@ -2,6 +2,11 @@
 //!
 //!     cargo run --example realistic_proxy -- --upstream http://127.0.0.1:5000 [--scale 0.025]
 //!         [--port N] [--behaviours all|Name,Name,...] [--busy-account] [--integration public|private]
+//!         [--transient-scale X]
+//!
+//! Unlike the tests, eventual-consistency windows are compressed by the same scale as the
+//! states unless `--transient-scale` says otherwise, so that the critical path printed is
+//! the one the proxy really imposes.
 //!
 //! Prints `url <proxy url>`, then the critical path of the configured durations for that
 //! integration (`critical up <secs> <chain>`, `critical down <secs> <chain>`), and serves
@@ -19,6 +24,7 @@ use realistic::{Behaviour, Profile, RealisticProxy};
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut upstream, mut scale, mut port, mut behaviours, mut busy, mut private) = (None, 1.0 / 40.0, 0u16, None, false, false);
+    let mut transient_scale = None;
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage(&format!("{arg} needs a value")));
         match arg.as_str() {
@@ -28,6 +34,7 @@ fn main() {
             "--behaviours" => behaviours = Some(value()),
             "--busy-account" => busy = true,
             "--integration" => private = value() == "private",
+            "--transient-scale" => transient_scale = Some(parse_scale(&value())),
             _ => usage(&format!("unknown argument {arg}")),
         }
     }
@@ -38,6 +45,7 @@ fn main() {
     };
     let mut profile = Profile::new(chosen, scale);
     profile.busy_account = busy;
+    profile.transient_scale = transient_scale.unwrap_or(scale);
     let critical = profile.critical_path(private);
     let proxy = RealisticProxy::start_on(&upstream, profile, port);
     println!("url {}", proxy.url);

@@ -48,14 +48,16 @@ if [ "$profile" = release ]; then
 else
   (cd "$root" && cargo build --quiet --workspace)
 fi
-infra="${CARGO_TARGET_DIR:-$root/target}/$profile/infra"
+# Where cargo really put the build (it may map CARGO_TARGET_DIR elsewhere).
+target=$(cd "$root" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+infra="$target/$profile/infra"
 if [ "$realistic" = 1 ]; then
   if [ "$profile" = release ]; then
     (cd "$root" && cargo build --quiet --release --example realistic_proxy)
   else
     (cd "$root" && cargo build --quiet --example realistic_proxy)
   fi
-  realistic_proxy="${CARGO_TARGET_DIR:-$root/target}/$profile/examples/realistic_proxy"
+  realistic_proxy="$target/$profile/examples/realistic_proxy"
 fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -120,6 +122,7 @@ if [ "$realistic" = 1 ]; then
       printf '%-12s %-6s %8.1f %11.1f %6.2f  %s\n' "$integ" "$phase" "$(echo "($end - $start) / 1000000000" | bc -l)" "$crit" \
         "$(echo "($end - $start) / 1000000000 / $crit" | bc -l)" "$chain"
     done
+    sed -n 's/^chain /    chain /p' "$dir/proxy.out"
     cache=$(sed -n 's/^critical up_with_cache //p' "$dir/proxy.out" | awk '{print $1}')
     echo "  ($integ: up incl. the stage cache nothing waits for: $cache s; mutating calls up $(grep -c '"mutating":true' "$dir/calls-up.jsonl" || true), down $(grep -c '"mutating":true' "$dir/calls-down.jsonl" || true))"
     echo "  fired: $(python3 -c 'import json,sys,urllib.request; d=json.load(urllib.request.urlopen(sys.argv[1]+"/__realistic/fired")); print(", ".join(f"{k} {v}" for k,v in sorted(d["fired"].items())))' "$purl")"

@@ -293,7 +293,10 @@ impl Profile {
         let rollout = s(Behaviour::EcsRollout, d.ecs_rollout);
         let mut up = vec![
             ("Aurora: cluster creating -> writer creating".to_string(), s(Behaviour::DbClusterStates, d.db_cluster_create) + s(Behaviour::DbInstanceStates, d.db_instance_create)),
-            (format!("ECS: {} provisioning -> listener -> service rollout", if private { "NLB" } else { "ALB" }), lb + rollout),
+            (
+                format!("ECS: {} provisioning -> listener (CreateService refused meanwhile) -> service rollout", if private { "NLB" } else { "ALB" }),
+                lb + if on(Behaviour::TargetGroupWithoutLoadBalancer) { self.window(d.listener_propagation).as_secs_f64() } else { 0.0 } + rollout,
+            ),
             ("NAT: pending -> route".to_string(), s(Behaviour::NatGatewayPending, d.nat_create)),
         ];
         if private {
