@@ -241,8 +241,8 @@ pub struct Profile {
     /// client's change in progress (so [`Behaviour::ApiGatewayQuota`] and
     /// [`Behaviour::ApiGatewayConflict`] fire for one stack even when it serialises its own).
     pub busy_account: bool,
-    /// Each eventual-consistency window lasts at least until the first request it applies
-    /// to has been refused (a worst case: propagation slower than the client's next call),
+    /// Each eventual-consistency or in-use window lasts at least until the first request it
+    /// applies to has been refused (a worst case: AWS slower than the client's next call),
     /// so that a behaviour test fires however loaded the machine is.
     pub at_least_once: bool,
 }
@@ -600,26 +600,27 @@ impl World {
 
     /// Network interfaces in the account: (owner, subnets, security groups, maps a public
     /// address) of every owner alive or deleted too recently for AWS to have released them.
-    fn interfaces(&self, now: Instant) -> Vec<(String, Vec<String>, Vec<String>, bool)> {
+    /// With `ever`, also those of owners deleted at any time (for `at_least_once`).
+    fn interfaces(&self, now: Instant, ever: bool) -> Vec<(String, Vec<String>, Vec<String>, bool)> {
         let d = self.d();
         let mut out = Vec::new();
         for (arn, lb) in &self.lbs {
-            if lb.deleted.is_none_or(|at| self.within(at, d.lb_eni_release, now)) {
+            if ever || lb.deleted.is_none_or(|at| self.within(at, d.lb_eni_release, now)) {
                 out.push((format!("ELB {}", short(arn)), lb.subnets.clone(), lb.security_groups.clone(), lb.internet_facing));
             }
         }
         for (arn, s) in &self.services {
-            if s.deleted.is_none_or(|at| self.within(at, d.ecs_draining + d.task_eni_release, now)) {
+            if ever || s.deleted.is_none_or(|at| self.within(at, d.ecs_draining + d.task_eni_release, now)) {
                 out.push((format!("ECS tasks of {}", short(arn)), s.subnets.clone(), s.security_groups.clone(), false));
             }
         }
         for (id, nat) in &self.nats {
-            if self.nat_present(nat, now) {
+            if ever || self.nat_present(nat, now) {
                 out.push((format!("NAT gateway {id}"), vec![nat.subnet.clone()], Vec::new(), true));
             }
         }
         for (id, db) in &self.db_instances {
-            if db.deleted.is_none() || self.db_instance_deleting(db, now) {
+            if ever || db.deleted.is_none() || self.db_instance_deleting(db, now) {
                 let cluster = self.db_clusters.get(&db.parent);
                 let subnets = cluster.and_then(|c| self.db_subnet_groups.get(&c.parent)).cloned().unwrap_or_default();
                 let sgs = cluster.map(|c| c.security_groups.clone()).unwrap_or_default();
@@ -824,7 +825,7 @@ fn refuse(w: &mut World, c: &Call, now: Instant) -> Option<Refusal> {
     }
 
     if w.on(B::LingeringInterfaces) && matches!(op, "DeleteSecurityGroup" | "DeleteSubnet" | "DetachInternetGateway" | "DeleteVpc") {
-        let interfaces = w.interfaces(now);
+        let interfaces = w.interfaces(now, false);
         let (id, message) = match op {
             "DeleteSecurityGroup" => {
                 let id = c.param("GroupId").unwrap_or("").to_string();
@@ -843,20 +844,28 @@ fn refuse(w: &mut World, c: &Call, now: Instant) -> Option<Refusal> {
                 (id.clone(), format!("The vpc '{id}' has dependencies and cannot be deleted."))
             }
         };
-        let blocked = interfaces.iter().any(|(_, subnets, sgs, public)| match op {
-            "DeleteSecurityGroup" => sgs.contains(&id),
-            "DeleteSubnet" => subnets.contains(&id),
-            "DetachInternetGateway" => *public && subnets.iter().any(|s| w.subnet_vpc.get(s) == Some(&id)),
-            _ => subnets.iter().any(|s| w.subnet_vpc.get(s) == Some(&id)),
-        });
+        let uses = |list: &[(String, Vec<String>, Vec<String>, bool)]| {
+            list.iter().any(|(_, subnets, sgs, public)| match op {
+                "DeleteSecurityGroup" => sgs.contains(&id),
+                "DeleteSubnet" => subnets.contains(&id),
+                "DetachInternetGateway" => *public && subnets.iter().any(|s| w.subnet_vpc.get(s) == Some(&id)),
+                _ => subnets.iter().any(|s| w.subnet_vpc.get(s) == Some(&id)),
+            })
+        };
+        let key = format!("{op} {id}");
+        let blocked = uses(&interfaces) || (w.profile.at_least_once && !w.once.contains(&key) && uses(&w.interfaces(now, true)));
         if blocked {
+            w.once.insert(key);
             return Some((B::LingeringInterfaces, "400 Bad Request", "DependencyViolation", message));
         }
     }
 
     if w.on(B::EipInUse) && op == "ReleaseAddress" {
         let allocation = c.param("AllocationId").unwrap_or("");
-        if w.nats.values().any(|n| n.allocation == allocation && w.nat_present(n, now)) {
+        let key = format!("ReleaseAddress {allocation}");
+        let first = w.profile.at_least_once && !w.once.contains(&key);
+        if w.nats.values().any(|n| n.allocation == allocation && (w.nat_present(n, now) || (first && n.deleted.is_some()))) {
+            w.once.insert(key);
             let ip = w.public_ips.get(allocation).cloned().unwrap_or_else(|| allocation.to_string());
             return Some((B::EipInUse, "400 Bad Request", "InvalidIPAddress.InUse", format!("Address {ip} is in use.")));
         }
@@ -890,7 +899,10 @@ fn refuse(w: &mut World, c: &Call, now: Instant) -> Option<Refusal> {
 
     if w.on(B::ClusterContainsServices) && op == "DeleteCluster" {
         let cluster = c.str("/cluster");
-        if w.services.values().any(|s| (s.cluster == cluster || short(&s.cluster) == short(&cluster)) && w.service_draining(s, now)) {
+        let key = format!("DeleteCluster {cluster}");
+        let first = w.profile.at_least_once && !w.once.contains(&key);
+        if w.services.values().any(|s| (s.cluster == cluster || short(&s.cluster) == short(&cluster)) && (w.service_draining(s, now) || (first && s.deleted.is_some()))) {
+            w.once.insert(key);
             return Some((B::ClusterContainsServices, "400 Bad Request", "ClusterContainsServicesException", "The Cluster cannot be deleted while Services are active.".into()));
         }
     }
