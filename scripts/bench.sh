@@ -10,6 +10,10 @@
 # --integration private measures the stack with the VPC link to an internal NLB.
 # --release measures the release build (what `cargo install` gives a user) instead of the
 # dev build; the first one compiles the SDK crates optimised, which takes a while.
+# --realistic [--scale X] puts the tests' realistic-AWS proxy (examples/realistic_proxy.rs,
+# every behaviour of REALAWS.md, durations times X, default 1/40) between infra and moto
+# and times one fresh `up` and one `down` per integration (--integration to pick one),
+# each beside the critical path of the configured durations.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=5
@@ -17,6 +21,9 @@ latency=0
 backends=local
 integration=public
 profile=debug
+realistic=0
+scale=1/40
+integrations=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
@@ -25,8 +32,10 @@ while [ $# -gt 0 ]; do
       case "$2" in local) backends=local ;; s3) backends="local s3" ;; *) echo "--state takes local or s3" >&2; exit 1 ;; esac
       shift 2 ;;
     --integration)
-      case "$2" in public|private) integration=$2 ;; *) echo "--integration takes public or private" >&2; exit 1 ;; esac
+      case "$2" in public|private) integration=$2; integrations=$2 ;; *) echo "--integration takes public or private" >&2; exit 1 ;; esac
       shift 2 ;;
+    --realistic) realistic=1; shift ;;
+    --scale) scale=$2; shift 2 ;;
     --release) profile=release; shift ;;
     *) echo "unknown argument $1" >&2; exit 1 ;;
   esac
@@ -39,7 +48,17 @@ if [ "$profile" = release ]; then
 else
   (cd "$root" && cargo build --quiet --workspace)
 fi
-infra="${CARGO_TARGET_DIR:-$root/target}/$profile/infra"
+# Where cargo really put the build (it may map CARGO_TARGET_DIR elsewhere).
+target=$(cd "$root" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+infra="$target/$profile/infra"
+if [ "$realistic" = 1 ]; then
+  if [ "$profile" = release ]; then
+    (cd "$root" && cargo build --quiet --release --example realistic_proxy)
+  else
+    (cd "$root" && cargo build --quiet --example realistic_proxy)
+  fi
+  realistic_proxy="$target/$profile/examples/realistic_proxy"
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
@@ -73,6 +92,43 @@ export AWS_ENDPOINT_URL="$endpoint" AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
 work=$(mktemp -d)
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+
+if [ "$realistic" = 1 ]; then
+  # One proxy per integration (its own simulated clock and memory of the account), one
+  # stack name each (so the second up does not meet the first's bucket name being released).
+  printf '%s\n' "infra through the realistic-AWS proxy, every behaviour, durations x $scale, warm moto ($profile build)"
+  printf '%-12s %-6s %8s %11s %6s  %s\n' integration phase "wall s" "critical s" ratio "critical chain (configured durations)"
+  for integ in ${integrations:-public private}; do
+    dir="$work/realistic-$integ"; mkdir -p "$dir"
+    "$realistic_proxy" --upstream "$endpoint" --scale "$scale" --integration "$integ" > "$dir/proxy.out" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 200); do grep -q '^critical down' "$dir/proxy.out" 2>/dev/null && break; sleep 0.05; done
+    purl=$(sed -n 's/^url //p' "$dir/proxy.out")
+    [ -n "$purl" ] || { cat "$dir/proxy.out" >&2; exit 1; }
+    (cd "$dir" && "$infra" init --stack "bench-$integ" >/dev/null 2>&1)
+    # A prebuilt image (moto has no registry); rollouts complete under the profile, so up waits for them.
+    sed -i 's|^source_code_path = .*|image = "public.ecr.aws/docker/library/books-api:1.0"|; s|^integration = "public"|integration = "'"$integ"'"|' "$dir/infra.toml"
+    for phase in up down; do
+      args=(up); [ "$phase" = down ] && args=(down --yes)
+      start=$(date +%s%N)
+      if ! (cd "$dir" && AWS_ENDPOINT_URL="$purl" INFRA_CALL_LOG="$dir/calls-$phase.jsonl" "$infra" "${args[@]}" >"$dir/$phase.out" 2>&1); then
+        echo "$integ $phase did not converge the first time:" >&2; tail -n 20 "$dir/$phase.out" >&2
+        printf '%-12s %-6s %8s\n' "$integ" "$phase" FAILED
+        continue
+      fi
+      end=$(date +%s%N)
+      line=$(grep "^critical $phase " "$dir/proxy.out")
+      crit=$(echo "$line" | awk '{print $3}'); chain=$(echo "$line" | cut -d' ' -f4-)
+      printf '%-12s %-6s %8.1f %11.1f %6.2f  %s\n' "$integ" "$phase" "$(echo "($end - $start) / 1000000000" | bc -l)" "$crit" \
+        "$(echo "($end - $start) / 1000000000 / $crit" | bc -l)" "$chain"
+    done
+    sed -n 's/^chain /    chain /p' "$dir/proxy.out"
+    cache=$(sed -n 's/^critical up_with_cache //p' "$dir/proxy.out" | awk '{print $1}')
+    echo "  ($integ: up incl. the stage cache nothing waits for: $cache s; mutating calls up $(grep -c '"mutating":true' "$dir/calls-up.jsonl" || true), down $(grep -c '"mutating":true' "$dir/calls-down.jsonl" || true))"
+    echo "  fired: $(python3 -c 'import json,sys,urllib.request; d=json.load(urllib.request.urlopen(sys.argv[1]+"/__realistic/fired")); print(", ".join(f"{k} {v}" for k,v in sorted(d["fired"].items())))' "$purl")"
+  done
+  exit 0
+fi
 for b in $backends; do
   mkdir -p "$work/$b"
   if [ "$b" = s3 ]; then

@@ -120,20 +120,20 @@ impl Shared {
     }
 }
 
-struct Request {
-    head: Vec<String>,
-    body: Vec<u8>,
+pub struct Request {
+    pub head: Vec<String>,
+    pub body: Vec<u8>,
 }
 
 impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.head.iter().skip(1).find_map(|line| {
             let (k, v) = line.split_once(':')?;
             k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
         })
     }
 
-    fn form_param(&self, name: &str) -> Option<String> {
+    pub fn form_param(&self, name: &str) -> Option<String> {
         let body = std::str::from_utf8(&self.body).ok()?;
         body.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=')?;
@@ -143,7 +143,7 @@ impl Request {
 
     /// The AWS operation: `Action=` (EC2, IAM, RDS, ELB), `X-Amz-Target` (JSON
     /// protocols), else `METHOD /path` (REST protocols).
-    fn operation(&self) -> String {
+    pub fn operation(&self) -> String {
         if let Some(action) = self.form_param("Action") {
             return action;
         }
@@ -161,13 +161,13 @@ impl Request {
 
     /// The service in the SigV4 credential scope (`Credential=AKID/date/region/s3/aws4_request`):
     /// how a path-style S3 request to 127.0.0.1 is told from the other REST protocols.
-    fn signing_service(&self) -> Option<&str> {
+    pub fn signing_service(&self) -> Option<&str> {
         let auth = self.header("authorization")?;
         let scope = auth.split("Credential=").nth(1)?.split(',').next()?;
         scope.split('/').nth(3)
     }
 
-    fn protocol(&self) -> Protocol {
+    pub fn protocol(&self) -> Protocol {
         if self.form_param("Action").is_some() {
             if self.form_param("Version").as_deref() == Some("2016-11-15") {
                 Protocol::Ec2
@@ -214,7 +214,8 @@ fn rest_operation(method: &str, path: &str, query: &str) -> Option<&'static str>
     Some(name)
 }
 
-enum Protocol {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
     Ec2,
     Query,
     Json,
@@ -222,7 +223,7 @@ enum Protocol {
     S3,
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
+pub fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
     let mut head = Vec::new();
     loop {
         let mut line = String::new();
@@ -271,7 +272,7 @@ fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
 
 /// Sends the request to moto on a fresh connection and returns its whole response:
 /// status line, headers (hop-by-hop ones dropped) and body.
-fn forward(upstream: &str, request: &Request) -> std::io::Result<(String, Vec<String>, Vec<u8>)> {
+pub fn forward(upstream: &str, request: &Request) -> std::io::Result<(String, Vec<String>, Vec<u8>)> {
     let head_request = request.head[0].starts_with("HEAD ");
     let mut server = TcpStream::connect(upstream)?;
     let mut out = Vec::new();
@@ -329,7 +330,7 @@ fn forward(upstream: &str, request: &Request) -> std::io::Result<(String, Vec<St
     Ok((status.trim_end().to_string(), headers, body))
 }
 
-fn respond(client: &mut TcpStream, status: &str, headers: &[String], body: &[u8]) -> std::io::Result<()> {
+pub fn respond(client: &mut TcpStream, status: &str, headers: &[String], body: &[u8]) -> std::io::Result<()> {
     let mut out = Vec::new();
     out.extend_from_slice(status.as_bytes());
     out.extend_from_slice(b"\r\n");

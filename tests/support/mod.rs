@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod realistic;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
