@@ -107,7 +107,7 @@ if [ "$realistic" = 1 ]; then
     [ -n "$purl" ] || { cat "$dir/proxy.out" >&2; exit 1; }
     (cd "$dir" && "$infra" init --stack "bench-$integ" >/dev/null 2>&1)
     # A prebuilt image (moto has no registry); rollouts complete under the profile, so up waits for them.
-    sed -i 's|^source_code_path = .*|image = "public.ecr.aws/docker/library/books-api:1.0"|; s|^integration = "public"|integration = "'"$integ"'"|' "$dir/infra.toml"
+    sed -i 's|^source_code_path = .*|image = "public.ecr.aws/docker/library/books-api:1.0"|; s|^integration = "[a-z]*"|integration = "'"$integ"'"|' "$dir/infra.toml"
     for phase in up down; do
       args=(up); [ "$phase" = down ] && args=(down --yes)
       start=$(date +%s%N)
