@@ -60,6 +60,10 @@ pub struct Config {
     /// (the service's `DB_SSLROOTCERT`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_sslrootcert: Option<String>,
+    /// What builds and pushes the image from `source_code_path`: `auto` (the first of
+    /// docker, podman, buildah that works), or one of them.
+    #[serde(default = "default_image_builder")]
+    pub image_builder: String,
     #[serde(default = "default_db_user")]
     pub db_user: String,
     #[serde(default = "default_db_name")]
@@ -113,6 +117,9 @@ fn default_nat_gateways() -> u8 {
 }
 fn default_container_port() -> u16 {
     8080
+}
+fn default_image_builder() -> String {
+    ImageBuilder::Auto.as_str().into()
 }
 fn default_db_user() -> String {
     "postgres".into()
@@ -187,6 +194,33 @@ impl Integration {
     }
 }
 
+/// What builds and pushes the image from `source_code_path` (`image_builder`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageBuilder {
+    /// The first of Docker, Podman and Buildah that works here, in that order.
+    Auto,
+    Docker,
+    Podman,
+    Buildah,
+}
+
+impl ImageBuilder {
+    pub const ALL: [ImageBuilder; 4] = [ImageBuilder::Auto, ImageBuilder::Docker, ImageBuilder::Podman, ImageBuilder::Buildah];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageBuilder::Auto => "auto",
+            ImageBuilder::Docker => "docker",
+            ImageBuilder::Podman => "podman",
+            ImageBuilder::Buildah => "buildah",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ImageBuilder> {
+        ImageBuilder::ALL.into_iter().find(|b| b.as_str() == s)
+    }
+}
+
 /// A configuration problem, always naming the key at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -218,6 +252,7 @@ pub struct Settings {
     /// Subnet CIDRs in the order public.a, public.b, ecs.a, ecs.b, db.a, db.b.
     pub subnet_cidrs: Vec<Ipv4Net>,
     pub integration: Integration,
+    pub image_builder: ImageBuilder,
 }
 
 impl Config {
@@ -238,6 +273,7 @@ impl Config {
             image: None,
             db_sslmode: None,
             db_sslrootcert: None,
+            image_builder: default_image_builder(),
             db_user: default_db_user(),
             db_name: default_db_name(),
             http_basic_auth_user: default_http_basic_auth_user(),
@@ -382,6 +418,10 @@ impl Config {
                 return Err(bad("db_sslrootcert", format!("{path:?}: set it, with a prebuilt `image`, to the absolute path of a CA bundle inside that image")));
             }
         }
+        let image_builder = ImageBuilder::parse(&self.image_builder).ok_or_else(|| {
+            let names: Vec<String> = ImageBuilder::ALL.iter().map(|b| format!("{:?}", b.as_str())).collect();
+            bad("image_builder", format!("{:?} is not one of {}", self.image_builder, names.join(", ")))
+        })?;
         validate_identifier("db_user", &self.db_user, 63)?;
         if self.db_user.eq_ignore_ascii_case("admin") || self.db_user.eq_ignore_ascii_case("rdsadmin") {
             return Err(bad("db_user", format!("{:?} is reserved by Aurora PostgreSQL", self.db_user)));
@@ -441,7 +481,7 @@ impl Config {
             ));
         }
         let subnet_cidrs = carve_subnets(vpc_cidr);
-        Ok(Settings { config: self, base_dir: ".".into(), state, vpc_cidr, subnet_cidrs, integration })
+        Ok(Settings { config: self, base_dir: ".".into(), state, vpc_cidr, subnet_cidrs, integration, image_builder })
     }
 }
 
@@ -538,7 +578,8 @@ db_password_ssm_param = "{dbp}"
 http_basic_auth_password_ssm_param = "{hap}"
 
 # Service
-source_code_path = "{src}"          # built with docker; or set `image` to a prebuilt URI instead
+source_code_path = "{src}"          # the books-api source, built into the image; or set `image` to a prebuilt URI
+image_builder = "{builder}"             # docker, podman or buildah; auto: the first that works, in that order
 # The image built from source carries the Amazon RDS CA bundle (fetched when it is built)
 # and checks Aurora's certificate and name (DB_SSLMODE=verify-full). A prebuilt image gets:
 # db_sslmode = "require"              # default: TLS, but any certificate is accepted
@@ -579,6 +620,7 @@ db_final_snapshot = false
         dbp = config.db_password_ssm_param,
         hap = config.http_basic_auth_password_ssm_param,
         src = config.source_code_path.as_deref().unwrap_or("api"),
+        builder = config.image_builder,
         db_user = config.db_user,
         db_name = config.db_name,
         hau = config.http_basic_auth_user,
@@ -662,6 +704,7 @@ mod tests {
             (("az_count = 2", "az_count = 300"), "az_count"),
             (("wait_for_rollout = true", "wait_for_rollout = \"yes\""), "wait_for_rollout"),
             (("# availability_zones = [\"eu-west-1a\", \"eu-west-1b\"]", "availability_zones = [1, 2]"), "availability_zones"),
+            (("image_builder = \"auto\"", "image_builder = \"kaniko\""), "image_builder"),
         ];
         for ((from, to), key) in cases {
             let err = err_for((from, to));

@@ -11,7 +11,7 @@ use crate::config::{Integration, Settings};
 use crate::resources::compute::ecr_repository::EcrRepositorySpec;
 use crate::resources::compute::ecs_cluster::EcsClusterSpec;
 use crate::resources::compute::ecs_service::EcsServiceSpec;
-use crate::resources::compute::image::{build_context, context_hash, ImageSpec};
+use crate::resources::compute::image::{ImageSpec, Source};
 use crate::resources::compute::task_definition::{ContainerSpec, TaskDefinitionSpec};
 use crate::resources::load_balancer::listener::ListenerSpec;
 use crate::resources::load_balancer::load_balancer::{LbKind, LoadBalancerSpec};
@@ -55,18 +55,21 @@ pub fn add(stack: &mut Stack, settings: &Settings, region: &str) {
     let repository = format!("{}/{CONTAINER_NAME}", cfg.stack);
     stack.add("ecr_repository", &[], move |_| EcrRepositorySpec { tags: t.clone(), name: repository.clone() });
 
-    if let (None, Some(source)) = (&cfg.image, &cfg.source_code_path) {
-        let source = settings.base_dir.join(source);
-        let context = build_context(&source);
-        let dockerfile = source.join("Dockerfile");
-        // Unreadable source yields a tag that never matches, and `up` says why it cannot build.
-        let tag = context_hash(&context).unwrap_or_else(|e| format!("unreadable-{}", e.kind()).to_lowercase().replace(' ', "-"));
+    if let (None, Some(path)) = (&cfg.image, &cfg.source_code_path) {
+        // Unreadable source yields a tag that never matches; `up` stops before any AWS call
+        // saying why (see `Source::read`), `plan` and `status` show the image as changed.
+        let source = Source::read(settings).ok().flatten().unwrap_or_else(|| {
+            let dir = settings.base_dir.join(path);
+            Source { context: dir.clone(), dockerfile: dir.join("Dockerfile"), tag: "unreadable".into() }
+        });
+        let builder = settings.image_builder;
         stack.add("image", &[], move |r| ImageSpec {
             repository_uri: r.attr("ecr_repository", "uri"),
             repository_name: r.id("ecr_repository"),
-            context: context.clone(),
-            dockerfile: dockerfile.clone(),
-            tag: tag.clone(),
+            context: source.context.clone(),
+            dockerfile: source.dockerfile.clone(),
+            tag: source.tag.clone(),
+            builder,
         });
     }
 

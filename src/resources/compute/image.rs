@@ -1,33 +1,39 @@
 //! The service image built from `source_code_path` and pushed to the ECR repository, tagged
-//! by a hash of the build context: unchanged source means the same tag, found in ECR, so no
-//! build, no push and no new task definition. Changed source means a new tag: a
-//! replacement, and the task definition that names the image follows. With `image` in the
-//! config there is no such resource; that URI is used as it is.
+//! by a hash of the build context (the files the builder is sent, `.dockerignore` applied):
+//! unchanged source means the same tag, found in the registry, so no build, no push and no
+//! new task definition. Changed source means a new tag: a replacement, and the task
+//! definition that names the image follows. With `image` in the config there is no such
+//! resource; that URI is used as it is.
 //!
-//! Pushing needs Docker; `up` checks for it before any AWS call (see `require_docker`).
-//! The registry password (an ECR token) goes to `docker login` on stdin, never to a log.
+//! The build and push run Docker, Podman or Buildah (`image_builder`, see `builder`); the
+//! registry password (an ECR token) goes to the builder's `login` on stdin, never to an
+//! argument, a log, an error or the state.
+
+pub mod builder;
+pub mod context;
+mod registry;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 
 use aws_sdk_ecr::types::ImageIdentifier;
-use base64::Engine as _;
-use sha2::{Digest, Sha256};
 
-use crate::aws::{aws_error, aws_error_typed, AwsError, ErrorClass};
+use crate::aws::{aws_error_typed, AwsError, ErrorClass};
+use crate::config::{ConfigError, ImageBuilder, Settings};
+use crate::progress;
 use crate::resources::{compare, Ctx, Diff, Kind, Replacement, Resource};
+use crate::state::State;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageSpec {
     pub repository_uri: String,
     pub repository_name: String,
-    /// The docker build context and the Dockerfile in it.
+    /// The build context and the Dockerfile.
     pub context: PathBuf,
     pub dockerfile: PathBuf,
-    /// First 16 hex digits of the SHA-256 of the build context.
+    /// First 16 hex digits of the SHA-256 of what the builder is sent.
     pub tag: String,
+    pub builder: ImageBuilder,
 }
 
 #[derive(Debug, Clone)]
@@ -37,107 +43,95 @@ pub struct Image {
     pub digest: String,
 }
 
-/// The build context of a books-api source directory: the Cargo workspace root that holds
-/// it (its Dockerfile copies the workspace manifest), else the directory itself.
-pub fn build_context(source: &Path) -> PathBuf {
-    source
-        .ancestors()
-        .find(|dir| dir.join("Cargo.lock").is_file())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| source.to_path_buf())
+/// The source of the image: its build context, Dockerfile and content tag.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub context: PathBuf,
+    pub dockerfile: PathBuf,
+    pub tag: String,
 }
 
-/// SHA-256 over every file of the context (relative path and content, in path order),
-/// skipping build output and tool directories (`target`, dot-directories, `state`).
-pub fn context_hash(context: &Path) -> std::io::Result<String> {
-    fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || name == "target" || name == "state" {
-                continue;
+impl Source {
+    /// Reads `source_code_path` (relative to the config file): a missing directory or
+    /// Dockerfile, a bad `.dockerignore` or an unreadable file is an error naming the key.
+    pub fn read(settings: &Settings) -> Result<Option<Source>, ConfigError> {
+        let (None, Some(path)) = (&settings.config.image, &settings.config.source_code_path) else { return Ok(None) };
+        crate::config::check_source_code_path(&settings.base_dir, path)?;
+        let bad = |message: String| ConfigError { key: "source_code_path".into(), message: format!("{path:?}: {message}") };
+        let (context, dockerfile) = context::locate(&settings.base_dir.join(path));
+        let ignore = context::Ignore::read(&context).map_err(|e| bad(format!("{}/{e}", context.display())))?;
+        let entries = context::entries(&context, &ignore).map_err(|e| bad(format!("reading the build context {}: {e}", context.display())))?;
+        let tag = context::hash(&context, &dockerfile, &entries).map_err(|e| bad(format!("reading the build context {}: {e}", context.display())))?;
+        Ok(Some(Source { context, dockerfile, tag }))
+    }
+}
+
+/// Whether the state records the image under `tag` (so `up` has nothing to build, unless it
+/// was deleted out of band, which `find` tells).
+pub fn recorded(state: &State, tag: &str) -> bool {
+    state.resources.get("image").and_then(|r| r.physical_id.as_deref()).is_some_and(|id| id.ends_with(&format!(":{tag}")))
+}
+
+/// `<host>/<repository>:<tag>` → its parts.
+fn parts(uri_with_tag: &str) -> Option<(&str, &str, &str)> {
+    let (uri, tag) = uri_with_tag.rsplit_once(':')?;
+    let (host, repository) = uri.split_once('/')?;
+    Some((host, repository, tag))
+}
+
+async fn find_image(ctx: &Ctx, uri_with_tag: &str) -> Result<Option<Image>, AwsError> {
+    let Some((host, repository, tag)) = parts(uri_with_tag) else { return Ok(None) };
+    Ok(registry::manifest_digest(ctx, host, repository, tag).await?.map(|digest| Image {
+        uri: format!("{host}/{repository}"),
+        tag: tag.to_string(),
+        digest,
+    }))
+}
+
+fn step_error(operation: &'static str, resource: &str, message: String) -> AwsError {
+    AwsError { operation, resource: resource.to_string(), code: None, message, request_id: None, class: ErrorClass::Fatal }
+}
+
+impl ImageSpec {
+    fn image(&self) -> String {
+        format!("{}:{}", self.repository_uri, self.tag)
+    }
+
+    /// Build (unless the local store holds this tag from a run whose push was cut off), log
+    /// in, push; each a step on the display, and on a terminal every line of their output.
+    async fn build_and_push(&self, ctx: &Ctx, id: &str) -> Result<(), AwsError> {
+        let image = self.image();
+        let tool = builder::resolve(self.builder).await.map_err(|e| step_error("ImageBuild", &image, e))?;
+        let terminal = progress::on_terminal();
+        let live = |prefix: &'static str| {
+            move |line: &str| {
+                if terminal && !line.trim().is_empty() {
+                    progress::report(id, &format!("{prefix}: {}", line.trim()));
+                }
             }
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                walk(&entry.path(), files)?;
-            } else if kind.is_file() {
-                files.push(entry.path());
-            }
+        };
+        if builder::has_local_image(tool, &image).await {
+            progress::report(id, &format!("{image} is in {tool}'s local store (built by an earlier run); not building it again"));
+        } else {
+            progress::report(id, &format!("building with {tool} (context {})", self.context.display()));
+            let args = tool.build_args(&self.dockerfile.to_string_lossy(), &image, &self.context.to_string_lossy());
+            let took = builder::run(tool, &args, None, None, &live("building")).await.map_err(|e| step_error("ImageBuild", &image, e.message))?;
+            progress::report(id, &format!("built in {:.2}s", took.as_secs_f64()));
         }
+        let auth = registry::auth(ctx, &image).await?;
+        let host = self.repository_uri.split('/').next().unwrap_or_default();
+        progress::report(id, &format!("logging in to {host}"));
+        let args = tool.login_args(host, registry::insecure(host));
+        builder::run(tool, &args, Some(&auth.password), Some(&auth.password), &live("logging in"))
+            .await
+            .map_err(|e| step_error("RegistryLogin", host, e.message))?;
+        progress::report(id, &format!("pushing {image}"));
+        let took = builder::run(tool, &tool.push_args(&image), None, Some(&auth.password), &live("pushing"))
+            .await
+            .map_err(|e| step_error("ImagePush", &image, e.message))?;
+        progress::report(id, &format!("pushed in {:.2}s", took.as_secs_f64()));
         Ok(())
     }
-    let mut files = Vec::new();
-    walk(context, &mut files)?;
-    files.sort();
-    let mut hash = Sha256::new();
-    for file in files {
-        hash.update(file.strip_prefix(context).unwrap_or(&file).to_string_lossy().as_bytes());
-        hash.update([0]);
-        hash.update(std::fs::read(&file)?);
-        hash.update([0]);
-    }
-    Ok(hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
-}
-
-/// `up` with `source_code_path` needs a working Docker (the CLI and its daemon): checked
-/// before any AWS call, with what to do instead.
-pub fn require_docker() -> anyhow::Result<()> {
-    let status = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
-    match status {
-        Ok(s) if s.success() => Ok(()),
-        Ok(_) => anyhow::bail!(
-            "`source_code_path` is built with Docker, but the Docker daemon does not answer (`docker info` failed); start it, or set `image` in infra.toml to a prebuilt image URI"
-        ),
-        Err(_) => anyhow::bail!(
-            "`source_code_path` is built with Docker, but `docker` was not found on PATH; install Docker, or set `image` in infra.toml to a prebuilt image URI"
-        ),
-    }
-}
-
-fn run(command: &mut Command, what: &str, stdin: Option<&str>) -> Result<(), AwsError> {
-    let fail = |message: String| AwsError { operation: "DockerPush", resource: what.to_string(), code: None, message, request_id: None, class: ErrorClass::Fatal };
-    let mut child = command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).spawn().map_err(|e| fail(format!("{what}: {e}")))?;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes()).map_err(|e| fail(format!("{what}: {e}")))?;
-    }
-    let status = child.wait().map_err(|e| fail(format!("{what}: {e}")))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(fail(format!("{what} failed ({status})")))
-    }
-}
-
-async fn find_image(ctx: &Ctx, repository: &str, uri_with_tag: &str) -> Result<Option<Image>, AwsError> {
-    let Some((uri, tag)) = uri_with_tag.rsplit_once(':') else { return Ok(None) };
-    let resp = ctx
-        .ecr()
-        .await
-        .describe_images()
-        .repository_name(repository)
-        .image_ids(ImageIdentifier::builder().image_tag(tag).build())
-        .send()
-        .await;
-    match resp {
-        Ok(resp) => Ok(resp.image_details().first().map(|d| Image {
-            uri: uri.to_string(),
-            tag: tag.to_string(),
-            digest: d.image_digest().unwrap_or_default().to_string(),
-        })),
-        Err(e) => match aws_error_typed("DescribeImages", uri_with_tag, e, |e| {
-            (e.is_image_not_found_exception() || e.is_repository_not_found_exception()).then_some(ErrorClass::NotFound)
-        }) {
-            e if e.is_not_found() => Ok(None),
-            e => Err(e),
-        },
-    }
-}
-
-/// `<account>.dkr.ecr.<region>.amazonaws.com/<name>:<tag>` → the repository name.
-fn repository_of(uri_with_tag: &str) -> String {
-    let without_tag = uri_with_tag.rsplit_once(':').map(|(u, _)| u).unwrap_or(uri_with_tag);
-    without_tag.split_once('/').map(|(_, name)| name.to_string()).unwrap_or_default()
 }
 
 impl Resource for ImageSpec {
@@ -148,11 +142,13 @@ impl Resource for ImageSpec {
     const DELETE_AFTER: &'static [(Kind, &'static str)] = &[(Kind::TaskDefinition, "a task definition naming a deleted image cannot start tasks")];
 
     async fn find(&self, ctx: &Ctx, id: &str) -> Result<Option<Image>, AwsError> {
-        find_image(ctx, &repository_of(id), id).await
+        find_image(ctx, id).await
     }
 
+    /// The tag is the content hash, so an image under it is this one (pushed by a run whose
+    /// answer or state write was lost).
     async fn adopt(&self, ctx: &Ctx, _logical_id: &str) -> Result<Vec<Image>, AwsError> {
-        Ok(find_image(ctx, &self.repository_name, &format!("{}:{}", self.repository_uri, self.tag)).await?.into_iter().collect())
+        Ok(find_image(ctx, &self.image()).await?.into_iter().collect())
     }
 
     fn diff(&self, o: &Image) -> Diff {
@@ -162,27 +158,11 @@ impl Resource for ImageSpec {
         Diff::from_changes(Vec::new(), replace)
     }
 
-    /// `docker build`, then `docker login` with an ECR token and `docker push`. A repeat
-    /// pushes the same content under the same tag: harmless.
+    /// Build, log in, push. A repeat pushes the same content under the same tag: the
+    /// registry already has the layers, and the tag names the same manifest.
     async fn create(&self, ctx: &Ctx, logical_id: &str, _token: &str) -> Result<String, AwsError> {
-        let resp = ctx.ecr().await.get_authorization_token().send().await.map_err(|e| aws_error("GetAuthorizationToken", logical_id, e))?;
-        let auth = resp.authorization_data().first();
-        let token = auth.and_then(|a| a.authorization_token()).unwrap_or_default();
-        let decoded = base64::engine::general_purpose::STANDARD.decode(token).unwrap_or_default();
-        let decoded = String::from_utf8_lossy(&decoded);
-        let password = decoded.split_once(':').map(|(_, p)| p.to_string()).unwrap_or_default();
-        let registry = self.repository_uri.split('/').next().unwrap_or_default().to_string();
-        let image = format!("{}:{}", self.repository_uri, self.tag);
-        let (context, dockerfile) = (self.context.clone(), self.dockerfile.clone());
-        let what = image.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), AwsError> {
-            run(Command::new("docker").arg("build").arg("-f").arg(&dockerfile).arg("-t").arg(&what).arg(&context), &format!("docker build of {what}"), None)?;
-            run(Command::new("docker").args(["login", "--username", "AWS", "--password-stdin", &registry]), &format!("docker login to {registry}"), Some(&password))?;
-            run(Command::new("docker").args(["push", &what]), &format!("docker push of {what}"), None)
-        })
-        .await
-        .map_err(|e| AwsError { operation: "DockerPush", resource: image.clone(), code: None, message: e.to_string(), request_id: None, class: ErrorClass::Fatal })??;
-        Ok(image)
+        self.build_and_push(ctx, logical_id).await?;
+        Ok(self.image())
     }
 
     async fn update(&self, _ctx: &Ctx, _logical_id: &str, _o: &Image) -> Result<Option<String>, AwsError> {
@@ -192,19 +172,19 @@ impl Resource for ImageSpec {
     async fn find_many(ctx: &Ctx, ids: &[String]) -> Result<Vec<Image>, AwsError> {
         let mut out = Vec::new();
         for id in ids {
-            out.extend(find_image(ctx, &repository_of(id), id).await?);
+            out.extend(find_image(ctx, id).await?);
         }
         Ok(out)
     }
 
     /// Deletes the tag (a replaced image); the repository's own delete takes the rest.
     async fn delete(ctx: &Ctx, id: &str, _recorded: &BTreeMap<String, String>) -> Result<(), AwsError> {
-        let Some((_, tag)) = id.rsplit_once(':') else { return Ok(()) };
+        let Some((_, repository, tag)) = parts(id) else { return Ok(()) };
         match ctx
             .ecr()
             .await
             .batch_delete_image()
-            .repository_name(repository_of(id))
+            .repository_name(repository)
             .image_ids(ImageIdentifier::builder().image_tag(tag).build())
             .send()
             .await
@@ -223,5 +203,19 @@ impl Resource for ImageSpec {
 
     fn attributes(o: &Image) -> BTreeMap<String, String> {
         [("uri".to_string(), format!("{}:{}", o.uri, o.tag)), ("digest".to_string(), o.digest.clone())].into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_uri_splits_into_host_repository_and_tag() {
+        assert_eq!(
+            parts("123456789012.dkr.ecr.us-east-1.amazonaws.com/books/books-api:0123abcd"),
+            Some(("123456789012.dkr.ecr.us-east-1.amazonaws.com", "books/books-api", "0123abcd"))
+        );
+        assert_eq!(parts("no-tag"), None);
     }
 }
