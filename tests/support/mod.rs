@@ -677,3 +677,135 @@ pub fn slow_proxy(upstream: &str, delay: std::time::Duration) -> String {
     });
     url
 }
+
+/// A real OCI registry (Debian's `docker-registry`, the CNCF distribution registry) on a
+/// free loopback port, standing in for ECR's registry, killed on drop. `env()` holds the
+/// standard settings that send a push to moto's ECR host name into it: registries.conf
+/// marking that host insecure (plain HTTP), the registry as the HTTP(S) proxy (its server
+/// takes a proxy's absolute-URI requests), moto kept direct; plus an image store and a
+/// login file of the test's own, so parallel tests share nothing.
+pub struct Registry {
+    child: Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+/// The registry host moto's ECR names in repository URIs (account 123456789012).
+pub const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+/// The password in moto's ECR authorization token, which must never show.
+pub const ECR_PASSWORD: &str = "123456789012-auth-token";
+
+impl Registry {
+    pub fn start() -> Registry {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        for _attempt in 0..3 {
+            let port = free_port();
+            let config = dir.path().join("registry.yml");
+            std::fs::write(
+                &config,
+                format!(
+                    "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                    dir.path().join("data").display()
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new("docker-registry")
+                .args(["serve", config.to_str().unwrap()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("starting docker-registry (run scripts/test.sh, which installs it)");
+            // Read as it comes: "listening on" (stderr) says it serves; the access lines
+            // (stdout, one per request) are what the tests count.
+            let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
+            let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
+            for stream in [stdout, stderr] {
+                let (sink, ready_tx) = (log.clone(), ready_tx.clone());
+                std::thread::spawn(move || {
+                    for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                        if line.contains("listening on") {
+                            let _ = ready_tx.send(true);
+                        }
+                        let mut log = sink.lock().unwrap();
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
+                    let _ = ready_tx.send(false);
+                });
+            }
+            if ready_rx.recv_timeout(Duration::from_secs(30)) == Ok(true) {
+                let storage = dir.path().join("storage");
+                std::fs::write(
+                    dir.path().join("storage.conf"),
+                    format!(
+                        "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/graph\"\nrunroot = \"{0}/run\"\n",
+                        storage.display()
+                    ),
+                )
+                .unwrap();
+                std::fs::write(dir.path().join("registries.conf"), format!("[[registry]]\nlocation = \"{ECR_HOST}\"\ninsecure = true\n")).unwrap();
+                std::fs::write(dir.path().join("auth.json"), "{}").unwrap();
+                return Registry { child, addr: format!("127.0.0.1:{port}"), dir, log };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("docker-registry did not start");
+    }
+
+    /// The environment of an `infra` run that pushes here, through `proxy` (this registry,
+    /// or something in front of it).
+    pub fn env_via(&self, proxy: &str) -> Vec<(String, String)> {
+        let path = |name: &str| self.dir.path().join(name).to_string_lossy().into_owned();
+        vec![
+            ("HTTP_PROXY".into(), format!("http://{proxy}")),
+            ("HTTPS_PROXY".into(), format!("http://{proxy}")),
+            ("NO_PROXY".into(), "127.0.0.1,localhost".into()),
+            ("CONTAINERS_REGISTRIES_CONF".into(), path("registries.conf")),
+            ("CONTAINERS_STORAGE_CONF".into(), path("storage.conf")),
+            ("REGISTRY_AUTH_FILE".into(), path("auth.json")),
+            // Buildah as root without a container runtime's namespaces.
+            ("BUILDAH_ISOLATION".into(), "chroot".into()),
+        ]
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.env_via(&self.addr)
+    }
+
+    /// The tags of `repository`, read with the registry's HTTP API (`/v2/<repo>/tags/list`).
+    pub fn tags(&self, repository: &str) -> Vec<String> {
+        let body = http_get(&self.addr, &format!("/v2/{repository}/tags/list"));
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("tags/list: {e}: {body}"));
+        let mut tags: Vec<String> = doc["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_string)).collect();
+        tags.sort();
+        tags
+    }
+
+    /// The access log so far: one line per request, `"METHOD URI HTTP/1.1" STATUS`.
+    pub fn access_log(&self) -> Vec<String> {
+        self.log.lock().unwrap().lines().filter(|l| l.contains("\" ") && l.contains(" HTTP/1.1\"")).map(str::to_string).collect()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.0 GET to a loopback server; the body.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
