@@ -14,6 +14,13 @@
 # every behaviour of REALAWS.md, durations times X, default 1/40) between infra and moto
 # and times one fresh `up` and one `down` per integration (--integration to pick one),
 # each beside the critical path of the configured durations.
+# --from-source measures `up` with `source_code_path` (buildah and a local docker-registry
+# standing in for ECR's registry, as the tests run them) beside a prebuilt `image`: a no-op
+# `up` on an unchanged context against one on a prebuilt image (alternating rounds), and an
+# `up` after one changed file, its build and its push reported separately. The context is a
+# copy of this workspace's books-api context (.dockerignore applied), so the hash covers the
+# real files; its Dockerfile is `FROM scratch` + `COPY . /src`, since base images cannot be
+# pulled here.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=5
@@ -24,6 +31,7 @@ profile=debug
 realistic=0
 scale=1/40
 integrations=""
+from_source=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
@@ -37,6 +45,7 @@ while [ $# -gt 0 ]; do
     --realistic) realistic=1; shift ;;
     --scale) scale=$2; shift 2 ;;
     --release) profile=release; shift ;;
+    --from-source) from_source=true; shift ;;
     *) echo "unknown argument $1" >&2; exit 1 ;;
   esac
 done
@@ -140,6 +149,80 @@ for b in $backends; do
   # and no rollout wait (as the tests run it).
   sed -i 's|^source_code_path = .*|image = "public.ecr.aws/docker/library/books-api:1.0"|; s|^wait_for_rollout = true|wait_for_rollout = false|; s|^integration = "[a-z]*"|integration = "'"$integration"'"|' "$work/$b/infra.toml"
 done
+
+if $from_source; then
+  for tool in buildah docker-registry; do
+    command -v "$tool" >/dev/null || { echo "--from-source needs $tool (Debian package; scripts/test.sh installs it as root)" >&2; exit 1; }
+  done
+  reg=$(free_port)
+  mkdir -p "$work/registry"
+  printf 'version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$work/registry/data" "$reg" > "$work/registry/config.yml"
+  docker-registry serve "$work/registry/config.yml" >/dev/null 2>&1 &
+  pids+=($!)
+  wait_port "$reg"
+  # moto's ECR host name, pushed into the local registry with standard settings only.
+  printf '[[registry]]\nlocation = "123456789012.dkr.ecr.us-east-1.amazonaws.com"\ninsecure = true\n' > "$work/registry/registries.conf"
+  printf '[storage]\ndriver = "vfs"\ngraphroot = "%s/graph"\nrunroot = "%s/run"\n' "$work/registry" "$work/registry" > "$work/registry/storage.conf"
+  echo '{}' > "$work/registry/auth.json"
+  export HTTP_PROXY="http://127.0.0.1:$reg" HTTPS_PROXY="http://127.0.0.1:$reg" NO_PROXY=127.0.0.1,localhost
+  export CONTAINERS_REGISTRIES_CONF="$work/registry/registries.conf" CONTAINERS_STORAGE_CONF="$work/registry/storage.conf"
+  export REGISTRY_AUTH_FILE="$work/registry/auth.json" BUILDAH_ISOLATION=chroot
+
+  mkdir -p "$work/prebuilt" "$work/source"
+  (cd "$work/prebuilt" && "$infra" init --stack bench-pre 2>/dev/null)
+  sed -i 's|^source_code_path = .*|image = "public.ecr.aws/docker/library/books-api:1.0"|; s|^wait_for_rollout = true|wait_for_rollout = false|' "$work/prebuilt/infra.toml"
+  (cd "$work/source" && "$infra" init --stack bench-src 2>/dev/null)
+  sed -i 's|^image_builder = .*|image_builder = "buildah"|; s|^wait_for_rollout = true|wait_for_rollout = false|' "$work/source/infra.toml"
+  (cd "$root" && git ls-files -z -- Cargo.toml Cargo.lock .dockerignore src api | xargs -0 cp --parents -t "$work/source")
+  printf 'FROM scratch\nCOPY . /src\n' > "$work/source/api/Dockerfile"
+  changed="$work/source/api/src/main.rs"
+
+  rows="$work/source.tsv"
+  run_up() { # project, label
+    local start end
+    rm -f "$work/calls.jsonl"
+    start=$(date +%s%N)
+    (cd "$work/$1" && INFRA_CALL_LOG="$work/calls.jsonl" "$infra" up >/dev/null 2>"$work/stderr") || { cat "$work/stderr" >&2; exit 1; }
+    end=$(date +%s%N)
+    local built pushed mut
+    built=$(sed -n 's/.* built in \([0-9.]*\)s.*/\1/p' "$work/stderr" | tail -n1)
+    pushed=$(sed -n 's/.* pushed in \([0-9.]*\)s.*/\1/p' "$work/stderr" | tail -n1)
+    mut=$(grep -c '"mutating":true' "$work/calls.jsonl" || true)
+    printf '%s\t%s\t%s\t%s\t%s\n' "$2" "$((end - start))" "${built:--}" "${pushed:--}" "$mut" >> "$rows"
+  }
+  (cd "$work/prebuilt" && "$infra" up >/dev/null 2>&1)
+  (cd "$work/source" && "$infra" up >/dev/null 2>"$work/stderr") || { cat "$work/stderr" >&2; exit 1; }
+  for i in $(seq "$runs"); do
+    run_up prebuilt "up (no-op), prebuilt image"
+    run_up source "up (no-op), unchanged context"
+  done
+  for i in $(seq "$runs"); do
+    echo "// bench edit $i" >> "$changed"
+    run_up source "up, one changed file"
+  done
+  files=$(cd "$work/source" && find Cargo.toml Cargo.lock src api -type f | wc -l)
+  python3 - "$rows" "$runs" "$files" <<'PY'
+import sys, statistics, collections
+rows = collections.OrderedDict()
+for line in open(sys.argv[1]):
+    label, ns, built, pushed, mut = line.rstrip("\n").split("\t")
+    rows.setdefault(label, []).append((int(ns) / 1e9, built, pushed, int(mut)))
+print(f"infra up on moto, {sys.argv[2]} runs each; context: this workspace's books-api context ({sys.argv[3]} files), buildah + docker-registry")
+print(f"{'phase':<32} {'min s':>7} {'median s':>9} {'max s':>7} {'build s':>8} {'push s':>7} {'mutating':>9}")
+med = {}
+for label, v in rows.items():
+    t = [x[0] for x in v]
+    med[label] = statistics.median(t)
+    def m(i):
+        xs = [float(x[i]) for x in v if x[i] != "-"]
+        return f"{statistics.median(xs):.3f}" if xs else "-"
+    print(f"{label:<32} {min(t):7.3f} {med[label]:9.3f} {max(t):7.3f} {m(1):>8} {m(2):>7} {statistics.median(x[3] for x in v):9.0f}")
+a, b = med.get("up (no-op), unchanged context"), med.get("up (no-op), prebuilt image")
+if a is not None and b is not None:
+    print(f"unchanged context vs prebuilt image, median: {a - b:+.3f} s (goal: at most +0.100 s)")
+PY
+  exit 0
+fi
 
 results="$work/results.tsv"
 measure() { # backend, phase, command...
