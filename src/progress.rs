@@ -38,6 +38,13 @@ pub fn step(what: &str) {
     let _ = REPORTER.try_with(|r| r.progress.step(&r.id, what));
 }
 
+/// Whether the current resource's progress is drawn on a terminal, where every line of a
+/// long step's own output (an image build, its push) is worth showing as the spinner's
+/// message; off one, a step is one line.
+pub fn on_terminal() -> bool {
+    REPORTER.try_with(|r| r.progress.bars.is_some()).unwrap_or(false)
+}
+
 struct Wait {
     state: String,
     since: Instant,

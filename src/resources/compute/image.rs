@@ -15,6 +15,7 @@ mod registry;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use aws_sdk_ecr::types::ImageIdentifier;
 
@@ -54,15 +55,23 @@ pub struct Source {
 impl Source {
     /// Reads `source_code_path` (relative to the config file): a missing directory or
     /// Dockerfile, a bad `.dockerignore` or an unreadable file is an error naming the key.
+    /// Read once per run: `up` reads it before any AWS call, the stack again when built.
     pub fn read(settings: &Settings) -> Result<Option<Source>, ConfigError> {
+        static READ: Mutex<BTreeMap<PathBuf, Source>> = Mutex::new(BTreeMap::new());
         let (None, Some(path)) = (&settings.config.image, &settings.config.source_code_path) else { return Ok(None) };
+        let dir = settings.base_dir.join(path);
+        if let Some(source) = READ.lock().unwrap().get(&dir) {
+            return Ok(Some(source.clone()));
+        }
         crate::config::check_source_code_path(&settings.base_dir, path)?;
         let bad = |message: String| ConfigError { key: "source_code_path".into(), message: format!("{path:?}: {message}") };
         let (context, dockerfile) = context::locate(&settings.base_dir.join(path));
         let ignore = context::Ignore::read(&context).map_err(|e| bad(format!("{}/{e}", context.display())))?;
         let entries = context::entries(&context, &ignore).map_err(|e| bad(format!("reading the build context {}: {e}", context.display())))?;
         let tag = context::hash(&context, &dockerfile, &entries).map_err(|e| bad(format!("reading the build context {}: {e}", context.display())))?;
-        Ok(Some(Source { context, dockerfile, tag }))
+        let source = Source { context, dockerfile, tag };
+        READ.lock().unwrap().insert(dir, source.clone());
+        Ok(Some(source))
     }
 }
 
@@ -99,37 +108,37 @@ impl ImageSpec {
 
     /// Build (unless the local store holds this tag from a run whose push was cut off), log
     /// in, push; each a step on the display, and on a terminal every line of their output.
-    async fn build_and_push(&self, ctx: &Ctx, id: &str) -> Result<(), AwsError> {
+    async fn build_and_push(&self, ctx: &Ctx) -> Result<(), AwsError> {
         let image = self.image();
         let tool = builder::resolve(self.builder).await.map_err(|e| step_error("ImageBuild", &image, e))?;
         let terminal = progress::on_terminal();
         let live = |prefix: &'static str| {
             move |line: &str| {
                 if terminal && !line.trim().is_empty() {
-                    progress::report(id, &format!("{prefix}: {}", line.trim()));
+                    progress::step(&format!("{prefix}: {}", line.trim()));
                 }
             }
         };
         if builder::has_local_image(tool, &image).await {
-            progress::report(id, &format!("{image} is in {tool}'s local store (built by an earlier run); not building it again"));
+            progress::step(&format!("{image} is in {tool}'s local store (built by an earlier run); not building it again"));
         } else {
-            progress::report(id, &format!("building with {tool} (context {})", self.context.display()));
+            progress::step(&format!("building with {tool} (context {})", self.context.display()));
             let args = tool.build_args(&self.dockerfile.to_string_lossy(), &image, &self.context.to_string_lossy());
             let took = builder::run(tool, &args, None, None, &live("building")).await.map_err(|e| step_error("ImageBuild", &image, e.message))?;
-            progress::report(id, &format!("built in {:.2}s", took.as_secs_f64()));
+            progress::step(&format!("built in {:.2}s", took.as_secs_f64()));
         }
         let auth = registry::auth(ctx, &image).await?;
         let host = self.repository_uri.split('/').next().unwrap_or_default();
-        progress::report(id, &format!("logging in to {host}"));
+        progress::step(&format!("logging in to {host}"));
         let args = tool.login_args(host, registry::insecure(host));
         builder::run(tool, &args, Some(&auth.password), Some(&auth.password), &live("logging in"))
             .await
             .map_err(|e| step_error("RegistryLogin", host, e.message))?;
-        progress::report(id, &format!("pushing {image}"));
+        progress::step(&format!("pushing {image}"));
         let took = builder::run(tool, &tool.push_args(&image), None, Some(&auth.password), &live("pushing"))
             .await
             .map_err(|e| step_error("ImagePush", &image, e.message))?;
-        progress::report(id, &format!("pushed in {:.2}s", took.as_secs_f64()));
+        progress::step(&format!("pushed in {:.2}s", took.as_secs_f64()));
         Ok(())
     }
 }
@@ -160,8 +169,8 @@ impl Resource for ImageSpec {
 
     /// Build, log in, push. A repeat pushes the same content under the same tag: the
     /// registry already has the layers, and the tag names the same manifest.
-    async fn create(&self, ctx: &Ctx, logical_id: &str, _token: &str) -> Result<String, AwsError> {
-        self.build_and_push(ctx, logical_id).await?;
+    async fn create(&self, ctx: &Ctx, _logical_id: &str, _token: &str) -> Result<String, AwsError> {
+        self.build_and_push(ctx).await?;
         Ok(self.image())
     }
 
