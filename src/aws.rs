@@ -402,10 +402,14 @@ impl AwsError {
     /// budget of its row in [`REFUSALS`] (what terraform-provider-aws tolerates for it),
     /// else [`PROPAGATION_TIMEOUT`] for a dependency that a just-made call cannot see yet.
     pub fn retry_budget(&self) -> Duration {
-        let budget = refusal(self.operation, self.code.as_deref().unwrap_or(""), &self.message)
-            .map(|r| Duration::from_secs(r.budget_secs))
-            .unwrap_or(PROPAGATION_TIMEOUT);
-        scaled(budget)
+        self.budget_or(PROPAGATION_TIMEOUT)
+    }
+
+    /// The budget of this error's row in [`REFUSALS`], else `default`; scaled by
+    /// `INFRA_TIMEOUT_SCALE`.
+    pub fn budget_or(&self, default: Duration) -> Duration {
+        let row = refusal(self.operation, self.code.as_deref().unwrap_or(""), &self.message);
+        scaled(row.map(|r| Duration::from_secs(r.budget_secs)).unwrap_or(default))
     }
 
     pub fn timeout(operation: &'static str, resource: impl Into<String>, message: String) -> AwsError {

@@ -14,7 +14,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::aws::{refusal, scaled, AwsError, ErrorClass};
+use crate::aws::{AwsError, ErrorClass};
 use crate::graph::{self, Outcome};
 use crate::progress::{short_duration, Progress, Reporter};
 use crate::resources::{poll_interval, Ctx, Diff, DynResource, FieldChange, Kind, Lifecycle, Observed, Poll, Replacement};
@@ -28,8 +28,7 @@ pub const DEPENDENCY_VIOLATION_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// How long a delete refused because something still uses the resource is repeated: the
 /// refusal's own budget where the table has one, else [`DEPENDENCY_VIOLATION_TIMEOUT`].
 fn in_use_budget(e: &AwsError) -> Duration {
-    let budget = refusal(e.operation, e.code.as_deref().unwrap_or(""), &e.message).map(|r| Duration::from_secs(r.budget_secs));
-    scaled(budget.unwrap_or(DEPENDENCY_VIOLATION_TIMEOUT))
+    e.budget_or(DEPENDENCY_VIOLATION_TIMEOUT)
 }
 
 /// How often a delete that failed without an answer (or out of throttling retries) is

@@ -242,12 +242,17 @@ mod tests {
     #[tokio::test]
     async fn a_failed_step_shows_its_last_lines_with_the_secret_masked() {
         // The same runner as the builders', with `sh` standing in for a failing build.
-        let script = "for i in $(seq 1 40); do echo line $i; done; echo 'token s3cr3t' >&2; exit 3";
+        // One stream, so the order of the last lines is the program's (stdout and stderr are
+        // read side by side, and which of the two a line arrives on first is up to the OS).
+        let script = "for i in $(seq 1 40); do echo line $i; done; echo 'token s3cr3t'; exit 3";
         let seen = std::sync::Mutex::new(Vec::new());
         let err = run_program("sh", &["-c".into(), script.into()], None, Some("s3cr3t"), &|l: &str| seen.lock().unwrap().push(l.to_string())).await.unwrap_err();
         assert!(err.message.contains("exit status: 3"), "{}", err.message);
         assert!(err.message.contains("line 40") && !err.message.contains("line 20\n"), "{}", err.message);
         assert!(!err.message.contains("s3cr3t") && err.message.contains("token ********"), "{}", err.message);
         assert_eq!(seen.lock().unwrap().len(), 41);
+        // What a builder says on stderr is shown, masked, too.
+        let err = run_program("sh", &["-c".into(), "echo 'denied for s3cr3t' >&2; exit 1".into()], None, Some("s3cr3t"), &|_: &str| {}).await.unwrap_err();
+        assert!(err.message.contains("denied for ********") && !err.message.contains("s3cr3t"), "{}", err.message);
     }
 }
