@@ -157,15 +157,18 @@ fn smoke_against_the_real_service_passes_every_step_with_its_real_answers() {
 
     // No AWS behind this endpoint: the password comes on stdin, nothing else is needed.
     let project = Project::at("http://127.0.0.1:9");
-    let mut child = project
-        .command(&["smoke", "--service", &format!("http://127.0.0.1:{port}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{API_PASSWORD}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let smoke = |password: &str| {
+        let mut child = project
+            .command(&["smoke", "--service", &format!("http://127.0.0.1:{port}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = smoke(API_PASSWORD);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
@@ -189,15 +192,7 @@ fn smoke_against_the_real_service_passes_every_step_with_its_real_answers() {
     assert!(!stdout.contains(API_PASSWORD) && !stderr.contains(API_PASSWORD), "the password was printed");
 
     // A wrong password is caught at the first step that needs it.
-    let mut child = project
-        .command(&["smoke", "--service", &format!("http://127.0.0.1:{port}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"not-the-password\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = smoke("not-the-password");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.lines().nth(1).unwrap().starts_with("FAIL  POST /book: expected 200 and a book with an ID, got 401"), "{stdout}");
